@@ -1,0 +1,205 @@
+"""Typed configuration for CARAT runs, and the preset registry under ``configs/``.
+
+A run's config is a nested mapping with the sections below. YAML presets may name a parent
+with ``extends: <preset>``; ``--set section.key=value`` overrides are applied last, and the
+fully resolved config is saved beside a run's outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from carat.errors import CaratError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class LossWeights:
+    """Weights of the final loss (CARAT-SPEC 1.12); defaults are the authors' train.sh."""
+
+    lsr_clf: float = 0.01
+    aug_clf: float = 0.1
+    srr_clf: float = 1.0
+    contrastive: float = 1.0
+    recon_mse: float = 1.0
+    aug_mse: float = 1.0
+    beta_mse: float = 0.0
+    agg: float = 1.0
+    shuffle: float = 0.1
+
+
+@dataclass
+class Ablation:
+    """Switches for the paper's Table 3. All ``True`` is the full model."""
+
+    mrm: bool = True  # modality reconstruction (prototypes, FRR/SRR, reconstruction losses)
+    agg: bool = True  # shuffle-based aggregation head
+    contrastive: bool = True
+    encoder_decoder: bool = True  # En_m / De_m; without them the latent is the 256-d feature
+    reconstruction_loss: bool = True
+    first_level: bool = True  # FRR
+    second_level: bool = True  # SRR
+    sample_shuffle: bool = True
+    modality_shuffle: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (CARAT-SPEC 1). Input dims and label count come from the dataset."""
+
+    num_labels: int = 6
+    dims: dict[str, int] = field(default_factory=lambda: {"text": 300, "visual": 35, "audio": 74})
+    max_positions: dict[str, int] = field(
+        default_factory=lambda: {"text": 60, "visual": 500, "audio": 500}
+    )
+    layers: dict[str, int] = field(default_factory=lambda: {"text": 6, "visual": 4, "audio": 4})
+    hidden: int = 256
+    latent: int = 64
+    heads: int = 8
+    intermediate: int = 256
+    dropout: float = 0.3
+    attention_dropout: float = 0.3
+    aligned: bool = True
+    ctc_out_len: int = 500  # unaligned soft re-sampling length (50 with "same length")
+    mask_padding: bool = False  # False = the authors' all-ones masks
+    proto_momentum: float = 0.99
+    loss: LossWeights = field(default_factory=LossWeights)
+    ablation: Ablation = field(default_factory=Ablation)
+
+
+@dataclass
+class ContrastiveConfig:
+    """Supervised contrastive loss with a feature queue (CARAT-SPEC 1.10)."""
+
+    temperature: float = 0.07
+    base_temperature: float = 0.07
+    queue_size: int = 8192
+    queue_anchors: bool = True  # the authors' code: every queue row is an anchor too
+
+
+@dataclass
+class OptimConfig:
+    name: str = "bertadam"  # "bertadam" (the authors') or "adamw"
+    lr: float = 5e-5
+    warmup: float = 0.1  # fraction of total steps
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 1
+    drop_last: bool = True  # training batches only; evaluation never drops
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # 0 = torch default
+
+
+@dataclass
+class EvalConfig:
+    threshold: float | str = 0.25  # a number, or "tune" (picked on the validation split)
+
+
+@dataclass
+class CaratConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaratConfig:
+        return _build(cls, data, "")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a (nested) dataclass from a mapping, refusing unknown keys by name."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(where + k for k in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if hasattr(default, "__dataclass_fields__") and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}{name}.")
+        elif isinstance(default, dict) and isinstance(value, dict):
+            kwargs[name] = {**default, **value}
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+class ConfigError(CaratError, ValueError):
+    """A preset or override that cannot be applied."""
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """A preset name from ``configs/`` or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} and path.exists():
+        return path
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    available = ", ".join(list_presets())
+    raise ConfigError(f"no config preset or file {name_or_path!r}; presets: {available}")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_preset_dict(name_or_path: str | Path) -> dict[str, Any]:
+    """The preset as a mapping, with its ``extends`` chain merged (parent first)."""
+    path = preset_path(name_or_path)
+    data = yaml.safe_load(path.read_text()) or {}
+    parent = data.pop("extends", None)
+    data.pop("description", None)
+    if parent is None:
+        return data
+    return deep_merge(load_preset_dict(parent), data)
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings; values are parsed as YAML scalars."""
+    result = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = result
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {key!r} is not a section")
+        node[keys[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] = ()) -> CaratConfig:
+    """Resolve a preset (or the defaults) plus overrides into a typed config."""
+    data = load_preset_dict(name_or_path) if name_or_path else {}
+    return CaratConfig.from_dict(apply_overrides(data, list(overrides)))
