@@ -42,5 +42,197 @@ def main(verbose: int) -> None:
 # Commands are added below, one per pipeline stage.
 
 
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--seed", type=int, default=0, help="Random seed (default 0).")
+@click.option("--n-train", type=click.IntRange(min=1), default=600, help="Training clips (600).")
+@click.option("--n-valid", type=click.IntRange(min=1), default=150, help="Validation clips (150).")
+@click.option("--n-test", type=click.IntRange(min=1), default=300, help="Test clips (300).")
+@click.option("--seq-len", type=click.IntRange(min=4), default=60, help="Steps per clip (60).")
+@user_errors
+def synth(out: str, seed: int, n_train: int, n_valid: int, n_test: int, seq_len: int) -> None:
+    """Write the built-in synthetic MOSEI-shaped dataset as OUT/train_valid_test.pt."""
+    from pathlib import Path
+
+    from carat.data import make_synthetic
+
+    info = make_synthetic(
+        Path(out) / "train_valid_test.pt", n_train, n_valid, n_test, seed=seed, seq_len=seq_len
+    )
+    sizes = ", ".join(f"{split} {n}" for split, n in info.sizes.items())
+    counts = ", ".join(f"{label} {n}" for label, n in info.label_counts.items())
+    click.echo(f"wrote {info.path} ({info.path.stat().st_size / 1e6:.1f} MB)")
+    click.echo(f"clips:  {sizes}; {info.seq_len} steps, text 300 / visual 35 / audio 74 dims")
+    click.echo(f"labels: {counts}")
+    click.echo(f"train on it: carat-cli train --dataset mosei --data-dir {out} --out RUN_DIR")
+
+
+def _parse_seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
+DATASET_HELP = "mosei | mosei-unaligned | m3ed | PATH to a dataset file or folder."
+
+
+@main.command()
+@click.option("--dataset", required=True, help=DATASET_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live.")
+@click.option("--config", "config", help="Preset name or YAML file [default: the dataset's].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
+@click.option("--epochs", type=int, help="Override train.epochs.")
+@click.option("--batch-size", type=int, help="Override train.batch_size.")
+@click.option("--seeds", callback=_parse_seeds, help="Comma-separated seeds, e.g. 1,2,3.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Override train.device.")
+@click.option(
+    "--arch",
+    type=click.Choice(["carat", "early-fusion"]),
+    default="carat",
+    show_default=True,
+    help="Model: CARAT or the early-fusion baseline.",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@user_errors
+def train(
+    dataset: str,
+    data_dir: str | None,
+    config: str | None,
+    overrides: tuple[str, ...],
+    epochs: int | None,
+    batch_size: int | None,
+    seeds: list[int] | None,
+    device: str | None,
+    arch: str,
+    out: str,
+) -> None:
+    """Train a model (best epoch on validation, test scored once); resumes an interrupted run."""
+    from carat.data import load_dataset
+    from carat.metrics import format_table
+    from carat.train import resolve_run_config, run_training
+
+    data = load_dataset(dataset, data_dir)
+    cfg = resolve_run_config(
+        data,
+        config,
+        overrides,
+        dataset_arg=dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+    )
+    result = run_training(data, cfg, out, seeds=seeds, architecture=arch)
+    click.echo(f"run directory: {result.run_dir}")
+    click.echo(f"model:         {result.model_dir}")
+    click.echo(f"metrics:       {result.run_dir / 'metrics.json'}")
+    click.echo(f"plots:         {result.run_dir / 'plots'}")
+    seeds_text = ", ".join(str(s) for s in result.seeds)
+    click.echo(f"\ntest metrics (seeds {seeds_text}; best seed {result.best_seed}):")
+    click.echo(format_table(result.summary["test"]))
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--dataset", required=True, help=DATASET_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live.")
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--batch-size", type=int, help="Evaluation batch size [default: the model's].")
+@user_errors
+def evaluate(
+    model_dir: str,
+    dataset: str,
+    data_dir: str | None,
+    split: str,
+    device: str,
+    batch_size: int | None,
+) -> None:
+    """Score a saved model on one split, at the model's own threshold."""
+    from carat.data import load_dataset
+    from carat.evaluate import evaluate_model
+    from carat.metrics import format_table
+
+    data = load_dataset(dataset, data_dir)
+    metrics = evaluate_model(model_dir, data, split=split, batch_size=batch_size, device=device)
+    click.echo(
+        f"{model_dir} on {data.name}/{split} ({metrics['num_samples']} samples, "
+        f"threshold {metrics['threshold']:.2f}):"
+    )
+    click.echo(format_table(metrics))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out", required=True, type=click.Path(), help="Feature store folder.")
+@click.option("--preset", default="default", show_default=True, help="default, contextual, fast.")
+@click.option(
+    "--modalities", default="text,visual,acoustic", show_default=True, help="Comma-separated."
+)
+@click.option("--workers", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--glob", "glob", default=None, help="Only clips whose path matches, e.g. '*.mp4'.")
+@click.option("--shard", default=None, help="I/N: this machine's share of the clips (I from 0).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Dask scheduler, e.g. tcp://HOST:8786.")
+@click.option("--strict", is_flag=True, help="Exit non-zero if any clip failed.")
+@click.option("--export-csd", type=click.Path(), default=None, help="Also write .csd files here.")
+@user_errors
+def extract(
+    inputs: tuple[str, ...],
+    out: str,
+    preset: str,
+    modalities: str,
+    workers: int | None,
+    glob: str | None,
+    shard: str | None,
+    engine: str,
+    address: str | None,
+    strict: bool,
+    export_csd: str | None,
+) -> None:
+    """Extract features of clips, folders, list files or tar/zip archives into a store."""
+    from tqdm import tqdm
+
+    from pipeline.extract import run_extract
+
+    bar = tqdm(unit="clip", dynamic_ncols=True, smoothing=0.1)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = run_extract(
+            inputs,
+            out,
+            preset=preset,
+            modalities=modalities,
+            workers=workers,
+            glob=glob,
+            shard=shard,
+            engine=engine,
+            address=address,
+            export_csd=export_csd,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    click.echo(
+        f"{summary.total} clips: {summary.extracted} extracted, {summary.cached} from cache, "
+        f"{len(summary.failed)} failed ({summary.seconds:.1f} s)"
+    )
+    for clip_id, reason in summary.failed:
+        click.echo(f"  failed {clip_id}: {reason}", err=True)
+    if summary.failed:
+        click.echo(f"errors listed in {summary.errors_file}", err=True)
+    for path in summary.exported:
+        click.echo(f"wrote {path}")
+    if summary.usable == 0 or (strict and summary.failed):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -36,9 +36,14 @@ class LossWeights:
 
 @dataclass
 class Ablation:
-    """Switches for the paper's Table 3. All ``True`` is the full model."""
+    """Switches for the paper's Table 3. All ``True`` is the full model.
 
-    mrm: bool = True  # modality reconstruction (prototypes, FRR/SRR, reconstruction losses)
+    What each one removes is spelled out in ``carat.model.CARAT``'s docstring. The paper's
+    "w/o reconstruction" is ``first_level`` and ``second_level`` both off; "MRM only",
+    "AGG only" and "MRM+AGG" also turn off reconstruction, contrastive and both shuffles.
+    """
+
+    mrm: bool = True  # "most relevant modality": the max-pooled per-modality classifiers
     agg: bool = True  # shuffle-based aggregation head
     contrastive: bool = True
     encoder_decoder: bool = True  # En_m / De_m; without them the latent is the 256-d feature
@@ -68,6 +73,9 @@ class ModelConfig:
     aligned: bool = True
     ctc_out_len: int = 500  # unaligned soft re-sampling length (50 with "same length")
     mask_padding: bool = False  # False = the authors' all-ones masks
+    # encoder layers over at least this many steps recompute activations in backward
+    # (same result, bounded memory for 500-step unaligned inputs); 0 = never
+    checkpoint_min_len: int = 256
     proto_momentum: float = 0.99
     loss: LossWeights = field(default_factory=LossWeights)
     ablation: Ablation = field(default_factory=Ablation)

@@ -1,0 +1,160 @@
+"""The CARAT/TAILOR ``train_valid_test.pt`` layout (aligned MOSEI, and M3ED once converted).
+
+A dict with splits ``train``/``valid``/``test``; each split holds ``src-text``, ``src-visual``,
+``src-audio`` (N arrays ``[L, D]`` or one ``[N, L, D]`` array) and ``tgt`` (N lists
+``[2, e1, ..., ek, 3]`` where ``e - 4`` is the label column).  Masks are all ones, as the
+authors' loader builds them; non-finite values (COVAREP's ``-inf``) become 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carat.data.formats import CARAT_PT, M3ED_LABELS, MOSEI_LABELS, FileFormat, data_error
+from carat.data.safe_pickle import load_file
+from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData, full_masks
+
+log = logging.getLogger(__name__)
+
+PT_KEYS: dict[str, str] = {"text": "src-text", "visual": "src-visual", "audio": "src-audio"}
+FIRST_LABEL_TOKEN = 4  # tgt tokens 0..3 are <blank>, <unk>, <s>, </s>
+
+
+def finite_float32(x: np.ndarray, path: str | Path, what: str) -> np.ndarray:
+    """Cast to float32 and zero non-finite entries (the authors zero audio ``-inf``)."""
+    x = np.asarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        log.info("%s: %s has %d non-finite values, set to 0", path, what, int(bad.sum()))
+        x = np.where(bad, np.float32(0), x)
+    return x
+
+
+def stack_items(items: Any, path: str | Path, what: str, fmt: FileFormat) -> np.ndarray:
+    """N per-sample arrays (or one stacked array / tensor) -> float32 ``[N, L, D]``."""
+    try:
+        if hasattr(items, "numpy"):  # a torch tensor saved instead of numpy arrays
+            items = items.numpy()
+        x = np.stack([np.asarray(item) for item in items]) if isinstance(items, list) else items
+        x = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise data_error(path, f"{what} items do not stack into one array ({exc})", fmt) from None
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
+        raise data_error(path, f"{what} has shape {x.shape} and dtype {x.dtype}", fmt)
+    return finite_float32(x, path, what)
+
+
+def tgt_to_multihot(
+    tgt: Sequence[Sequence[int]], num_labels: int, path: str | Path, what: str, fmt: FileFormat
+) -> np.ndarray:
+    """``[2, e..., 3]`` token lists -> float32 ``[N, C]`` 0/1 (column ``e - 4``)."""
+    labels = np.zeros((len(tgt), num_labels), dtype=np.float32)
+    for i, tokens in enumerate(tgt):
+        for token in list(tokens)[1:-1]:
+            column = int(token) - FIRST_LABEL_TOKEN
+            if not 0 <= column < num_labels:
+                raise data_error(
+                    path,
+                    f"{what}[{i}] has label token {int(token)} outside "
+                    f"{FIRST_LABEL_TOKEN}..{FIRST_LABEL_TOKEN + num_labels - 1}",
+                    fmt,
+                )
+            labels[i, column] = 1.0
+    return labels
+
+
+def _split_dict(raw: Any, split: str, path: str | Path, fmt: FileFormat) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise data_error(path, f"holds a {type(raw).__name__}, not a dict of splits", fmt)
+    part = raw.get(split)
+    if not isinstance(part, dict):
+        raise data_error(path, f"has no '{split}' split (keys: {sorted(map(str, raw))})", fmt)
+    return part
+
+
+def _split_ids(part: dict[str, Any], split: str, n: int) -> list[str]:
+    """Clip ids when the file carries them (our synthetic files do), else split-index ids."""
+    ids = part.get("id")
+    if ids is not None and len(ids) == n:
+        return [str(i) for i in ids]
+    return [f"{split}-{i}" for i in range(n)]
+
+
+def max_label_token(raw: Any) -> int:
+    """Largest tgt token over all splits (9 for MOSEI, 10 for M3ED)."""
+    tokens = [
+        int(t)
+        for split in SPLITS
+        if isinstance(raw, dict) and isinstance(raw.get(split), dict)
+        for seq in raw[split].get("tgt", [])
+        for t in list(seq)[1:-1]
+    ]
+    return max(tokens, default=FIRST_LABEL_TOKEN)
+
+
+def pt_labels(
+    raw: Any, path: str | Path, label_names: list[str], fmt: FileFormat = CARAT_PT
+) -> dict[str, tuple[np.ndarray, list[str] | None]]:
+    """Per split: the multi-hot labels and, if the file has them, the clip ids."""
+    out: dict[str, tuple[np.ndarray, list[str] | None]] = {}
+    for split in SPLITS:
+        part = _split_dict(raw, split, path, fmt)
+        if "tgt" not in part:
+            raise data_error(path, f"split '{split}' has no 'tgt'", fmt)
+        labels = tgt_to_multihot(part["tgt"], len(label_names), path, f"{split}.tgt", fmt)
+        ids = part.get("id")
+        out[split] = (labels, [str(i) for i in ids] if ids is not None else None)
+    return out
+
+
+def dataset_from_pt(
+    raw: Any, path: str | Path, label_names: list[str], name: str, fmt: FileFormat = CARAT_PT
+) -> MultimodalDataset:
+    """Build the dataset from an already loaded ``.pt`` dict."""
+    splits: dict[str, SplitData] = {}
+    for split in SPLITS:
+        part = _split_dict(raw, split, path, fmt)
+        missing = [k for k in (*PT_KEYS.values(), "tgt") if k not in part]
+        if missing:
+            raise data_error(path, f"split '{split}' lacks {', '.join(missing)}", fmt)
+        features = {
+            m: stack_items(part[PT_KEYS[m]], path, f"{split}.{PT_KEYS[m]}", fmt) for m in MODALITIES
+        }
+        labels = tgt_to_multihot(part["tgt"], len(label_names), path, f"{split}.tgt", fmt)
+        counts = {PT_KEYS[m]: len(features[m]) for m in MODALITIES} | {"tgt": len(labels)}
+        if len(set(counts.values())) != 1:
+            raise data_error(path, f"split '{split}' has unequal counts {counts}", fmt)
+        splits[split] = SplitData(
+            features=features,
+            masks=full_masks(features),
+            labels=labels,
+            ids=_split_ids(part, split, len(labels)),
+        )
+    return MultimodalDataset(
+        name=name, splits=splits, label_names=list(label_names), aligned=True, source=str(path)
+    )
+
+
+def read_carat_pt(path: str | Path, label_names: list[str] | None = None) -> MultimodalDataset:
+    """Read a ``train_valid_test.pt``-layout file.
+
+    Without ``label_names`` the label set is inferred (:func:`infer_label_set`).
+    """
+    raw = load_file(path, CARAT_PT)
+    if label_names is None:
+        label_names, name = infer_label_set(raw)
+    else:
+        name = "m3ed" if label_names == M3ED_LABELS else "mosei"
+    return dataset_from_pt(raw, path, label_names, name)
+
+
+def infer_label_set(raw: Any) -> tuple[list[str], str]:
+    """MOSEI's six labels (tgt tokens up to 9) or M3ED's seven (a token 10): names and name."""
+    if max_label_token(raw) > FIRST_LABEL_TOKEN + len(MOSEI_LABELS) - 1:
+        return list(M3ED_LABELS), "m3ed"
+    return list(MOSEI_LABELS), "mosei"

@@ -1,0 +1,120 @@
+"""MulT's MOSEI pickles (``mosei_senti_data.pkl`` aligned, ``..._noalign.pkl`` unaligned).
+
+Each split holds ``text``, ``vision``, ``audio`` arrays and ``id``; the ``labels`` there are
+sentiment only, so the emotion labels come from the CARAT ``train_valid_test.pt``.  The authors
+pair the two files by row position without checking; we join by clip id where both files have
+ids, fall back to position only when the counts agree, and refuse any count mismatch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carat.data.formats import CARAT_PT, MOSEI_LABELS, MULT_PKL, data_error
+from carat.data.mosei_pt import pt_labels, stack_items
+from carat.data.safe_pickle import load_file
+from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData, full_masks
+from carat.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MULT_KEYS: dict[str, str] = {"text": "text", "visual": "vision", "audio": "audio"}
+
+
+def _id_text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value).strip()
+
+
+def clip_ids(raw_ids: Any) -> list[str] | None:
+    """MulT ids as strings: a 1-D array of ids, or rows whose fields are joined with '_'."""
+    if raw_ids is None:
+        return None
+    ids = np.asarray(raw_ids)
+    if ids.ndim == 1:
+        return [_id_text(v) for v in ids]
+    return ["_".join(_id_text(v) for v in np.ravel(row)) for row in ids]
+
+
+def _join_order(
+    n: int,
+    feature_ids: list[str] | None,
+    label_ids: list[str] | None,
+    pkl: Path,
+    pt: Path,
+    split: str,
+) -> np.ndarray:
+    """Row order of the labels that matches the features (identity for a position join)."""
+    usable = (
+        feature_ids is not None
+        and label_ids is not None
+        and len(set(feature_ids)) == len(feature_ids)
+        and len(set(label_ids)) == len(label_ids)
+    )
+    if not usable:
+        log.info("%s split '%s': joining labels from %s by position", pkl, split, pt)
+        return np.arange(n)
+    where = {clip: i for i, clip in enumerate(label_ids)}
+    missing = [clip for clip in feature_ids if clip not in where]
+    if missing:
+        raise DataError(
+            f"{pkl} split '{split}': {len(missing)} clip ids (e.g. {missing[0]!r}) have no "
+            f"labels in {pt}; use the two files from the same release"
+        )
+    return np.array([where[clip] for clip in feature_ids])
+
+
+def read_mult_pkl(path: str | Path, labels_path: str | Path) -> MultimodalDataset:
+    """Read a MulT pickle, with emotion labels from the CARAT ``.pt`` at ``labels_path``."""
+    path = Path(path)
+    return dataset_from_mult(load_file(path, MULT_PKL), path, labels_path)
+
+
+def dataset_from_mult(raw: Any, path: str | Path, labels_path: str | Path) -> MultimodalDataset:
+    """Build the dataset from an already loaded MulT pickle."""
+    path, labels_path = Path(path), Path(labels_path)
+    labels_by_split = pt_labels(load_file(labels_path, CARAT_PT), labels_path, MOSEI_LABELS)
+    if not isinstance(raw, dict):
+        raise data_error(path, f"holds a {type(raw).__name__}, not a dict of splits", MULT_PKL)
+    splits: dict[str, SplitData] = {}
+    for split in SPLITS:
+        part = raw.get(split)
+        if not isinstance(part, dict) or any(k not in part for k in MULT_KEYS.values()):
+            raise data_error(
+                path, f"split '{split}' is missing or lacks text/vision/audio", MULT_PKL
+            )
+        features = {
+            m: stack_items(part[MULT_KEYS[m]], path, f"{split}.{MULT_KEYS[m]}", MULT_PKL)
+            for m in MODALITIES
+        }
+        n = len(features["text"])
+        if any(len(x) != n for x in features.values()):
+            counts = {MULT_KEYS[m]: len(features[m]) for m in MODALITIES}
+            raise data_error(path, f"split '{split}' has unequal counts {counts}", MULT_PKL)
+        labels, label_ids = labels_by_split[split]
+        if len(labels) != n:
+            raise DataError(
+                f"{path} split '{split}' has {n} clips but {labels_path} has {len(labels)} "
+                "labelled clips: the files do not describe the same clips; "
+                "use the MulT pickle and the CARAT .pt of the same MOSEI release"
+            )
+        ids = clip_ids(part.get("id"))
+        order = _join_order(n, ids, label_ids, path, labels_path, split)
+        splits[split] = SplitData(
+            features=features,
+            masks=full_masks(features),
+            labels=labels[order],
+            ids=ids if ids is not None else [f"{split}-{i}" for i in range(n)],
+        )
+    lengths = {m: splits["train"].features[m].shape[1] for m in MODALITIES}
+    aligned = len(set(lengths.values())) == 1
+    return MultimodalDataset(
+        name="mosei" if aligned else "mosei-unaligned",
+        splits=splits,
+        label_names=list(MOSEI_LABELS),
+        aligned=aligned,
+        source=str(path),
+    )

@@ -1,0 +1,226 @@
+"""The model directory: everything needed to reuse a trained model, and nothing executable.
+
+Layout (DESIGN.md): ``config.json`` (architecture and CaratConfig, label names, threshold,
+featurizer spec, dataset fingerprint), ``model.safetensors`` (weights and buffers),
+``metrics.json`` and ``README.md`` (the model card). Loading reads JSON and safetensors only, so
+it never unpickles code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+
+from carat.baseline import EarlyFusionBaseline
+from carat.config import CaratConfig
+from carat.data.types import MODALITIES, MultimodalDataset
+from carat.errors import CaratError
+from carat.metrics import SUMMARY_METRICS
+from carat.model import CARAT
+
+log = logging.getLogger(__name__)
+
+FORMAT = "carat-model/1"
+ARCHITECTURES: dict[str, type[nn.Module]] = {"carat": CARAT, "early-fusion": EarlyFusionBaseline}
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+
+# Licences of the tools behind the features; the card lists those that produced the data.
+BENCHMARK_FEATURE_NOTE = (
+    "Features come from a benchmark file (CMU-MOSEI: GloVe 840B text vectors, FACET visual "
+    "features from the proprietary iMotions FACET, COVAREP acoustic features (LGPL/GPL MATLAB "
+    "code); M3ED: RoBERTa-wwm, DenseFace and wav2vec features). Use follows the dataset's terms."
+)
+
+
+@dataclass
+class ModelInfo:
+    """What ``config.json`` and ``metrics.json`` say about a saved model."""
+
+    architecture: str
+    config: CaratConfig
+    label_names: list[str]
+    threshold: float
+    feature_spec: dict[str, Any] | None
+    dataset: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def build_model(cfg: CaratConfig, architecture: str = "carat") -> nn.Module:
+    """A fresh model of the named architecture."""
+    if architecture not in ARCHITECTURES:
+        raise CaratError(f"architecture {architecture!r} is not one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](cfg)
+
+
+def dataset_fingerprint(dataset: MultimodalDataset) -> str:
+    """A content hash of a dataset: ids, labels and every feature and mask array of each split."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([dataset.label_names, dataset.aligned]).encode())
+    for name in sorted(dataset.splits):
+        split = dataset.splits[name]
+        digest.update(json.dumps([name, list(split.ids)]).encode())
+        digest.update(np.ascontiguousarray(split.labels, dtype=np.float32).tobytes())
+        for m in MODALITIES:
+            for array in (split.features[m], split.masks[m]):
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def dataset_summary(dataset: MultimodalDataset, fingerprint: str) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "source": str(dataset.source),
+        "fingerprint": fingerprint,
+        "aligned": dataset.aligned,
+        "sizes": {name: len(split) for name, split in dataset.splits.items()},
+        "lengths": dataset.lengths,
+        "dims": dataset.dims,
+    }
+
+
+def save_model(
+    model: nn.Module,
+    model_dir: str | Path,
+    info: ModelInfo,
+) -> Path:
+    """Write the weights, ``config.json``, ``metrics.json`` and the model card."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    safetensors.torch.save_model(model, str(model_dir / WEIGHTS_FILE))
+    config = {
+        "format": FORMAT,
+        "architecture": info.architecture,
+        "config": info.config.to_dict(),
+        "label_names": list(info.label_names),
+        "threshold": float(info.threshold),
+        "feature_spec": info.feature_spec,
+        "dataset": info.dataset,
+    }
+    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    write_metrics(model_dir, info)
+    return model_dir
+
+
+def write_metrics(model_dir: str | Path, info: ModelInfo) -> None:
+    """(Re)write ``metrics.json`` and the model card from ``info``."""
+    model_dir = Path(model_dir)
+    (model_dir / METRICS_FILE).write_text(json.dumps(info.metrics, indent=2) + "\n")
+    (model_dir / CARD_FILE).write_text(model_card(info))
+
+
+def read_info(model_dir: str | Path) -> ModelInfo:
+    model_dir = Path(model_dir)
+    config_path = model_dir / CONFIG_FILE
+    if not config_path.is_file() or not (model_dir / WEIGHTS_FILE).is_file():
+        raise CaratError(
+            f"{model_dir}: not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+            "pass the RUN_DIR/model folder that `carat-cli train` wrote"
+        )
+    try:
+        data = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CaratError(f"{config_path}: not valid JSON ({exc}); the model directory is damaged") from exc
+    if data.get("format") != FORMAT:
+        raise CaratError(f"{config_path}: format {data.get('format')!r}, expected {FORMAT!r}")
+    metrics_path = model_dir / METRICS_FILE
+    return ModelInfo(
+        architecture=data["architecture"],
+        config=CaratConfig.from_dict(data["config"]),
+        label_names=list(data["label_names"]),
+        threshold=float(data["threshold"]),
+        feature_spec=data.get("feature_spec"),
+        dataset=data.get("dataset", {}),
+        metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+    )
+
+
+def load_model(
+    model_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the model from ``config.json`` and load its weights; returned in eval mode."""
+    info = read_info(model_dir)
+    model = build_model(info.config, info.architecture)
+    safetensors.torch.load_model(model, str(Path(model_dir) / WEIGHTS_FILE), strict=True)
+    model.to(device)
+    model.eval()
+    return model, info
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, dict) and "mean" in value:
+        return f"{value['mean']:.4f} ± {value['std']:.4f}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    test = metrics.get("test", {})
+    rows = [f"| {name} | {_format_value(test[name])} |" for name in SUMMARY_METRICS if name in test]
+    return ["| metric (test) | value |", "|---|---|", *rows] if rows else ["(not evaluated yet)"]
+
+
+def _feature_lines(feature_spec: dict[str, Any] | None) -> list[str]:
+    if not feature_spec:
+        return [BENCHMARK_FEATURE_NOTE]
+    lines = []
+    for modality, spec in sorted(feature_spec.items()):
+        params = spec.get("params", {}) if isinstance(spec, dict) else {}
+        licence = params.get("license") or params.get("licence") or "see the featurizer's docs"
+        name = spec.get("name", "?") if isinstance(spec, dict) else str(spec)
+        version = spec.get("version", "?") if isinstance(spec, dict) else "?"
+        lines.append(f"- {modality}: `{name}` {version} (licence: {licence})")
+    return lines
+
+
+def model_card(info: ModelInfo) -> str:
+    """A short human-readable card: data, metrics with seeds, intended use, limits, licences."""
+    ds = info.dataset
+    seeds = info.metrics.get("seeds", [info.config.train.seed])
+    lines = [
+        f"# {info.architecture} emotion recognition model",
+        "",
+        "## Data",
+        f"- dataset: {ds.get('name', '?')} ({ds.get('source', '')})",
+        f"- fingerprint: `{ds.get('fingerprint', '?')}`",
+        f"- aligned: {ds.get('aligned', '?')}; split sizes: {ds.get('sizes', {})}",
+        f"- labels ({len(info.label_names)}): {', '.join(info.label_names)}",
+        "",
+        "## Metrics",
+        f"Seeds: {', '.join(str(s) for s in seeds)} (mean ± std over seeds where several ran). "
+        f"Threshold {info.threshold:.2f}; best epoch chosen on validation micro-F1; test scored once.",
+        "Precision and recall are the true micro values (the authors' code reports them swapped).",
+        "",
+        *_metrics_table(info.metrics),
+        "",
+        "## Intended use",
+        "Research on multi-modal multi-label emotion recognition, and tagging clips whose",
+        "features were built exactly as the training data's (same featurizers and versions).",
+        "",
+        "## Limits",
+        "- Labels reflect the annotators of the training data; emotions are inferred from",
+        "  expression, not felt states. Do not use it to make decisions about individuals.",
+        "- Scores are not calibrated probabilities; the threshold was fixed or tuned on validation.",
+        "- Accuracy drops on speakers, languages, recording conditions and features unlike training.",
+        "",
+        "## Features and their licences",
+        *_feature_lines(info.feature_spec),
+        "",
+        f"Files: `{CONFIG_FILE}`, `{WEIGHTS_FILE}` (load with `carat.modeldir.load_model`), "
+        f"`{METRICS_FILE}`.",
+        "",
+    ]
+    return "\n".join(lines)

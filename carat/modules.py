@@ -1,0 +1,193 @@
+"""The building blocks of CARAT (CARAT-SPEC 1.1-1.5): each one a small ``nn.Module``.
+
+Shapes use B batch, L steps, D input features, d hidden, C labels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+LAYER_NORM_EPS = 1e-12  # BERT / TF style, inside the square root
+INIT_STD = 0.02
+
+
+def input_norm(dim: int) -> nn.LayerNorm:
+    """The learnable per-modality normalisation of raw features (spec 1.1)."""
+    return nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+
+
+def bert_init(module: nn.Module) -> None:
+    """BERT's initialisation: weights N(0, 0.02), biases 0, LayerNorm 1/0 (spec 1.3)."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """BERT's ``(1 - mask) * -10000`` attention bias ``[B,1,1,L]``; ``None`` means attend all."""
+    if mask is None:
+        return None
+    return ((1.0 - mask.to(dtype)) * -10000.0)[:, None, None, :]
+
+
+class EncoderLayer(nn.Module):
+    """One post-LN BERT layer: self-attention, then a (d -> intermediate -> d) GELU FFN."""
+
+    def __init__(
+        self, hidden: int, heads: int, intermediate: int, dropout: float, attention_dropout: float
+    ) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
+        self.heads = heads
+        self.attention_dropout = attention_dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.attention_out = nn.Linear(hidden, hidden)
+        self.attention_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
+        self.ffn_in = nn.Linear(hidden, intermediate)
+        self.ffn_out = nn.Linear(intermediate, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        b, length, hidden = x.shape
+        q, k, v = (
+            self.qkv(x).view(b, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
+        )
+        context = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=None if bias is None else bias.to(q.dtype),
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )
+        context = context.transpose(1, 2).reshape(b, length, hidden)
+        x = self.attention_norm(x + self.dropout(self.attention_out(context)))
+        ffn = self.ffn_out(F.gelu(self.ffn_in(x)))
+        return self.ffn_norm(x + self.dropout(ffn))
+
+
+class TransformerEncoder(nn.Module):
+    """BERT-style encoder over one modality (spec 1.3): ``[B,L,D] -> [B,L,d]``.
+
+    Linear input embedding plus learned absolute positions, LayerNorm, dropout, then
+    ``layers`` post-LN layers. Layers over sequences of at least ``checkpoint_min_len``
+    steps recompute their activations in the backward pass (same result, dropout included,
+    far less memory for the 500-step unaligned inputs); ``0`` never does.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        max_positions: int,
+        layers: int,
+        hidden: int,
+        heads: int,
+        intermediate: int,
+        dropout: float,
+        attention_dropout: float,
+        checkpoint_min_len: int = 0,
+    ) -> None:
+        super().__init__()
+        self.input_proj = nn.Linear(in_dim, hidden)
+        self.positions = nn.Embedding(max_positions, hidden)
+        self.embedding_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(hidden, heads, intermediate, dropout, attention_dropout)
+            for _ in range(layers)
+        )
+        self.checkpoint_min_len = checkpoint_min_len
+        self.apply(bert_init)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        length = x.shape[1]
+        if length > self.positions.num_embeddings:
+            raise ValueError(
+                f"sequence of {length} steps is longer than the encoder's "
+                f"{self.positions.num_embeddings} positions; raise model.max_positions"
+            )
+        positions = torch.arange(length, device=x.device)
+        h = self.dropout(self.embedding_norm(self.input_proj(x) + self.positions(positions)))
+        bias = additive_mask(mask, h.dtype)
+        recompute = self.training and 0 < self.checkpoint_min_len <= length
+        for layer in self.layers:
+            if recompute and torch.is_grad_enabled():
+                h = checkpoint(layer, h, bias, use_reentrant=False)
+            else:
+                h = layer(h, bias)
+        return h
+
+
+class LabelWiseAttention(nn.Module):
+    """Eq. 1: one attention distribution over steps per label, ``[B,L,d] -> [B,C,d]``."""
+
+    def __init__(self, hidden: int, num_labels: int) -> None:
+        super().__init__()
+        self.scores = nn.Linear(hidden, num_labels, bias=False)
+        nn.init.xavier_uniform_(self.scores.weight)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        scores = self.scores(h).transpose(1, 2)  # [B,C,L]
+        if mask is not None:
+            # the most negative finite value, not -inf: an all-padding row stays finite
+            scores = scores.masked_fill(mask[:, None, :] == 0, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=-1) @ h
+
+
+class MLP(nn.Module):
+    """The authors' ``MLLinear``: Linear layers with ReLU between them, none after the last.
+
+    Weights are xavier-uniform; biases keep PyTorch's default init (spec 1.5).
+    """
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes, sizes[1:], strict=False))
+        for linear in self.linears:
+            nn.init.xavier_uniform_(linear.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, linear in enumerate(self.linears):
+            x = linear(x)
+            if i < len(self.linears) - 1:
+                x = F.relu(x)
+        return x
+
+
+class SoftResampler(nn.Module):
+    """The authors' ``CTCModule`` (spec 1.2): a learned soft re-sampling ``[B,L_in,D] -> [B,out_len,D]``.
+
+    A 2-layer LSTM scores every input step against ``out_len + 1`` output slots; after a
+    softmax over the slots the "blank" slot 0 is dropped and each output step is the
+    weighted sum of the input steps. No CTC loss is involved. With a mask, padded input
+    steps get weight 0.
+    """
+
+    def __init__(self, in_dim: int, out_len: int) -> None:
+        super().__init__()
+        self.out_len = out_len
+        self.lstm = nn.LSTM(in_dim, out_len + 1, num_layers=2, batch_first=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        scores, _ = self.lstm(x)  # [B,L_in,out_len+1]
+        weights = torch.softmax(scores, dim=-1)[:, :, 1:]
+        if mask is not None:
+            weights = weights * mask[:, :, None].to(weights.dtype)
+        return weights.transpose(1, 2) @ x.to(weights.dtype)
+
+
+def kaiming_rows(num_labels: int, hidden: int) -> nn.Parameter:
+    """A ``[C,d]`` per-label classifier weight, kaiming-uniform with a=sqrt(5) (spec 1.9)."""
+    weight = torch.empty(num_labels, hidden)
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    return nn.Parameter(weight)

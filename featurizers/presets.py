@@ -1,0 +1,97 @@
+"""Named featurizer presets: which featurizer, with which parameters, for each modality.
+
+- ``default``: text = real GloVe 6B 50-d word vectors, words from a transcript sidecar or
+  Whisper-base speech recognition; visual = face mesh + FER expressions at 30 frames/s;
+  acoustic = the COVAREP-like 100 Hz default (permissive licences only).
+- ``contextual``: as ``default`` but text = per-word MiniLM (all-MiniLM-L6-v2) 384-d vectors.
+- ``fast``: as ``default`` but visual at 10 frames/s, a third of the face work (the slowest
+  stage), for large archives where fine facial timing matters less.
+
+Featurizer modules are imported only when a preset is built, so importing this module is cheap
+(the CLI and the pipeline's main process import it; heavy models load in the workers).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from featurizers.base import Featurizer
+
+MODALITY_NAMES: tuple[str, ...] = ("text", "visual", "acoustic")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One modality's featurizer in a preset: ``module.cls(**params)``."""
+
+    module: str
+    cls: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+_TEXT = Choice(
+    "featurizers.text", "TextFeaturizer", {"vectors": "glove-6b-50d", "asr": "whisper-base"}
+)
+_VISUAL = Choice("featurizers.visual", "VisualFeaturizer", {"fps": 30.0})
+_ACOUSTIC = Choice("featurizers.acoustic", "AcousticFeaturizer", {})
+
+PRESETS: dict[str, dict[str, Choice]] = {
+    "default": {"text": _TEXT, "visual": _VISUAL, "acoustic": _ACOUSTIC},
+    "contextual": {
+        "text": Choice(_TEXT.module, _TEXT.cls, {**_TEXT.params, "vectors": "minilm"}),
+        "visual": _VISUAL,
+        "acoustic": _ACOUSTIC,
+    },
+    "fast": {
+        "text": _TEXT,
+        "visual": Choice(_VISUAL.module, _VISUAL.cls, {**_VISUAL.params, "fps": 10.0}),
+        "acoustic": _ACOUSTIC,
+    },
+}
+
+
+def parse_modalities(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"text,acoustic"`` or a sequence -> validated modality names, in the given order."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in MODALITY_NAMES]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown modality {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(MODALITY_NAMES)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def build_featurizers(
+    preset: str = "default",
+    modalities: Sequence[str] = MODALITY_NAMES,
+    **overrides: dict[str, Any],
+) -> dict[str, Featurizer]:
+    """Instantiate the preset's featurizers for ``modalities``.
+
+    ``overrides`` maps a modality to parameters that replace the preset's, e.g.
+    ``build_featurizers("default", ["visual"], visual={"fps": 15})``.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    built: dict[str, Featurizer] = {}
+    for modality in parse_modalities(modalities):
+        choice = PRESETS[preset][modality]
+        params = {**choice.params, **overrides.get(modality, {})}
+        cls = getattr(importlib.import_module(choice.module), choice.cls)
+        built[modality] = cls(**params)
+    return built
+
+
+def preset_specs(
+    preset: str = "default",
+    modalities: Sequence[str] = MODALITY_NAMES,
+    **overrides: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """modality -> the spec (as a dict) of each featurizer the preset builds."""
+    featurizers = build_featurizers(preset, modalities, **overrides)
+    return {modality: f.spec.to_dict() for modality, f in featurizers.items()}

@@ -1,0 +1,197 @@
+"""The words of a clip and their times: from a transcript sidecar, else offline speech recognition.
+
+Order of trust: an explicit ``transcript=`` file, then a sidecar beside the clip with the same stem
+(.json, .srt, .vtt, .txt), then Whisper. Words whose times are unknown or coarse (plain text,
+subtitle cues, Whisper's onsets) are forced-aligned to the audio one short utterance at a time;
+where alignment fails, the rough times are kept and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurizers import asr as speech
+from featurizers.transcripts import (
+    Cue,
+    Word,
+    find_sidecar,
+    read_transcript,
+    spread_evenly,
+)
+
+__all__ = ["Word", "get_words", "words_source"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = speech.SAMPLE_RATE
+MAX_ALIGN_SECONDS = 30.0  # longer stretches are first cut into utterances at Whisper's segments
+_PAD = 0.5  # seconds of audio around an utterance's rough span given to the aligner
+_MAX_SHIFT = 1.0  # an aligned word further than this from Whisper's time means a bad alignment
+_SILENCE_RMS = 1e-3  # peak frame RMS below this (about -60 dBFS) is taken as no speech
+
+
+def words_source(clip_path: Path, transcript: Path | None = None) -> Path | None:
+    """The transcript file that :func:`get_words` will use, or None for speech recognition."""
+    return Path(transcript) if transcript is not None else find_sidecar(Path(clip_path))
+
+
+def get_words(
+    clip: Any,  # featurizers.media.MediaClip
+    transcript: Path | None = None,
+    asr: str = speech.DEFAULT_ASR,
+    align: bool = True,
+    language: str | None = "en",
+) -> list[Word]:
+    """The clip's words in order with start/end seconds; [] when nothing is said."""
+    source = words_source(Path(clip.path), transcript)
+    if source is None:
+        return _recognise(clip.audio(SAMPLE_RATE), asr, align, language)
+    parsed = read_transcript(source)
+    if parsed.timed_words:
+        return parsed.timed_words
+    cues = [cue for cue in parsed.cues if cue.words]
+    if not cues:
+        return []
+    audio = clip.audio(SAMPLE_RATE)
+    if len(cues) == 1 and cues[0].start is None:
+        return _time_plain_text(audio, cues[0].words, asr, align, language)
+    return _time_cues(audio, cues, align)
+
+
+def _recognise(audio: np.ndarray, asr: str, align: bool, language: str | None) -> list[Word]:
+    if _speech_span(audio) is None:
+        return []
+    utterances = speech.transcribe(audio, asr, language)
+    if not align:
+        return [w for utterance in utterances for w in utterance]
+    return _refine(audio, utterances, max_shift=_MAX_SHIFT)
+
+
+def _time_cues(audio: np.ndarray, cues: list[Cue], align: bool) -> list[Word]:
+    """Subtitle cues: each cue's words spread over its speech, then aligned within the cue."""
+    rough = [_spread_over_speech(audio, cue.words, cue.start, cue.end) for cue in cues]
+    return _refine(audio, rough, max_shift=None) if align else [w for c in rough for w in c]
+
+
+def _time_plain_text(
+    audio: np.ndarray, words: list[str], asr: str, align: bool, language: str | None
+) -> list[Word]:
+    """Plain text: one alignment for a short clip, else cut into utterances found by Whisper."""
+    duration = len(audio) / SAMPLE_RATE
+    if not align:
+        return _spread_over_speech(audio, words, 0.0, duration)
+    span = _speech_span(audio) or (0.0, duration)
+    if span[1] - span[0] <= MAX_ALIGN_SECONDS:
+        aligned = _align_span(audio, words, span[0] - _PAD, span[1] + _PAD)
+        if aligned is not None:
+            return aligned
+    utterances = _anchor_to_recognition(words, speech.transcribe(audio, asr, language), duration)
+    if utterances is None:
+        log.warning("speech recognition matched none of the transcript; spreading words evenly")
+        return _spread_over_speech(audio, words, 0.0, duration)
+    return _refine(audio, utterances, max_shift=_MAX_SHIFT)
+
+
+def _refine(audio: np.ndarray, utterances: list[list[Word]], max_shift: float | None) -> list[Word]:
+    """Forced-align each utterance inside its rough span; keep the rough times where it fails."""
+    duration = len(audio) / SAMPLE_RATE
+    words: list[Word] = []
+    failed = 0
+    for i, rough in enumerate(utterances):
+        # the aligner may look PAD beyond the rough span, but not past halfway to a neighbour
+        lo = rough[0].start - _PAD
+        hi = rough[-1].end + _PAD
+        if i > 0:
+            lo = max(lo, (utterances[i - 1][-1].end + rough[0].start) / 2)
+        if i + 1 < len(utterances):
+            hi = min(hi, (rough[-1].end + utterances[i + 1][0].start) / 2)
+        aligned = _align_span(audio, [w.text for w in rough], max(lo, 0.0), min(hi, duration))
+        if aligned is not None and max_shift is not None:
+            shifts = [abs(a.start - r.start) for a, r in zip(aligned, rough, strict=True)]
+            if max(shifts) > max_shift:
+                aligned = None
+        if aligned is None:
+            failed += 1
+            aligned = rough
+        words.extend(aligned)
+    if failed:
+        log.warning(
+            "forced alignment failed on %d of %d utterances; kept their rough word times",
+            failed,
+            len(utterances),
+        )
+    return words
+
+
+def _align_span(audio: np.ndarray, words: list[str], start: float, end: float) -> list[Word] | None:
+    start = max(start, 0.0)
+    a, b = int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)
+    return speech.force_align(audio[a:b], words, offset=start)
+
+
+def _anchor_to_recognition(
+    words: list[str], utterances: list[list[Word]], duration: float
+) -> list[list[Word]] | None:
+    """Give an exact transcript Whisper's rough times and its utterance boundaries.
+
+    Transcript words that match a recognised word take its time and utterance; runs that do not
+    match share the gap between their matched neighbours and join the utterance before them.
+    """
+    recognised = [(w, u) for u, utterance in enumerate(utterances) for w in utterance]
+    matcher = SequenceMatcher(a=words, b=[w.text for w, _ in recognised], autojunk=False)
+    anchor: dict[int, int] = {}
+    for a, b, size in matcher.get_matching_blocks():
+        anchor.update((a + k, b + k) for k in range(size))
+    if not anchor:
+        return None
+    timed: list[tuple[Word, int]] = []
+    i = 0
+    while i < len(words):
+        if i in anchor:
+            w, u = recognised[anchor[i]]
+            timed.append((Word(words[i], w.start, w.end), u))
+            i += 1
+            continue
+        j = next((k for k in range(i, len(words)) if k in anchor), len(words))
+        prev = timed[-1] if timed else None
+        nxt = recognised[anchor[j]] if j < len(words) else None
+        lo = prev[0].end if prev else max(0.0, nxt[0].start - 0.3 * (j - i))
+        hi = nxt[0].start if nxt else min(duration, lo + 0.3 * (j - i))
+        group = prev[1] if prev else nxt[1]
+        timed.extend((w, group) for w in spread_evenly(words[i:j], lo, max(hi, lo)))
+        i = j
+    grouped: list[list[Word]] = []
+    for k, (w, u) in enumerate(timed):
+        if k == 0 or u != timed[k - 1][1]:
+            grouped.append([])
+        grouped[-1].append(w)
+    return grouped
+
+
+def _spread_over_speech(
+    audio: np.ndarray, words: list[str], start: float | None, end: float | None
+) -> list[Word]:
+    """Rough times: words share the voiced part of [start, end] by their length."""
+    start = 0.0 if start is None else start
+    end = len(audio) / SAMPLE_RATE if end is None else end
+    a = int(start * SAMPLE_RATE)
+    span = _speech_span(audio[a : int(end * SAMPLE_RATE)])
+    lo, hi = (start + span[0], start + span[1]) if span else (start, end)
+    return spread_evenly(words, lo, hi)
+
+
+def _speech_span(audio: np.ndarray, frame: int = 320) -> tuple[float, float] | None:
+    """First and last 20-ms frame within 34 dB of the loudest one, or None if silent."""
+    n = len(audio) // frame
+    if n == 0:
+        return None
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    if rms.max() < _SILENCE_RMS:
+        return None
+    loud = np.flatnonzero(rms >= 0.02 * rms.max())
+    return float(loud[0] * frame / SAMPLE_RATE), float((loud[-1] + 1) * frame / SAMPLE_RATE)
