@@ -43,6 +43,70 @@ def main(verbose: int) -> None:
 
 
 @main.command()
+@click.argument("features_dir", type=click.Path())
+@click.option("--labels", required=True, type=click.Path(), help="Labels CSV (clip_id, labels…).")
+@click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
+@click.option("--mode", type=click.Choice(["aligned", "unaligned"]), default="aligned")
+@click.option(
+    "--max-len",
+    default=None,
+    help="Steps per modality: N, or text=N,visual=N,audio=N "
+    "[aligned: 60 words; unaligned: text 50, visual/audio 500].",
+)
+@click.option("--weighted", is_flag=True, help="Aligned: weight frames by overlap duration.")
+@click.option(
+    "--cap",
+    type=click.Choice(["pool", "truncate"]),
+    default="pool",
+    show_default=True,
+    help="Unaligned: shorten long sequences by average-pooling into bins, or truncate.",
+)
+@click.option("--split", "split_rule", default=None, help="e.g. random:0.8,0.1,0.1:SEED.")
+@click.option("--strict", is_flag=True, help="Fail if any clip lacks labels or features.")
+@user_errors
+def align(
+    features_dir: str,
+    labels: str,
+    out: str,
+    mode: str,
+    max_len: str | None,
+    weighted: bool,
+    cap: str,
+    split_rule: str | None,
+    strict: bool,
+) -> None:
+    """Align a feature store to words (or cap it) and join labels into a training dataset."""
+    from pipeline.build import build_dataset, parse_max_len
+
+    summary = build_dataset(
+        features_dir,
+        labels,
+        out,
+        mode=mode,
+        max_len=parse_max_len(max_len),
+        weighted=weighted,
+        cap=cap,
+        split_rule=split_rule,
+        strict=strict,
+    )
+    sizes = ", ".join(f"{split} {n}" for split, n in summary.split_sizes.items())
+    click.echo(
+        f"{summary.joined} clips joined ({summary.mode}; {sizes}; splits from "
+        f"{summary.split_source}) in {summary.seconds:.1f} s"
+    )
+    gaps = {
+        "labelled clips without features": summary.labels_without_features,
+        "clips without labels": summary.features_without_labels,
+        "clips lacking a modality": list(summary.incomplete),
+    }
+    left_out = [f"{len(clips)} {what}" for what, clips in gaps.items() if clips]
+    if left_out:
+        click.echo(f"left out (named in the warnings above): {'; '.join(left_out)}")
+    click.echo(f"labels: {', '.join(summary.label_names)}")
+    click.echo(f"wrote {summary.out}")
+
+
+@main.command()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--seed", type=int, default=0, help="Random seed (default 0).")
 @click.option("--n-train", type=click.IntRange(min=1), default=600, help="Training clips (600).")
@@ -200,9 +264,10 @@ def extract(
     bar = tqdm(unit="clip", dynamic_ncols=True, smoothing=0.1)
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
 
     try:
         summary = run_extract(
@@ -224,8 +289,11 @@ def extract(
         f"{summary.total} clips: {summary.extracted} extracted, {summary.cached} from cache, "
         f"{len(summary.failed)} failed ({summary.seconds:.1f} s)"
     )
-    for clip_id, reason in summary.failed:
+    shown = 20
+    for clip_id, reason in summary.failed[:shown]:
         click.echo(f"  failed {clip_id}: {reason}", err=True)
+    if len(summary.failed) > shown:
+        click.echo(f"  ... and {len(summary.failed) - shown} more", err=True)
     if summary.failed:
         click.echo(f"errors listed in {summary.errors_file}", err=True)
     for path in summary.exported:

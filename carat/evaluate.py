@@ -54,7 +54,9 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 def make_batch(split: SplitData, index: np.ndarray, device: torch.device) -> Batch:
     """Copy the rows ``index`` of a split into tensors on ``device``."""
     return Batch(
-        features={m: torch.from_numpy(split.features[m][index]).float().to(device) for m in MODALITIES},
+        features={
+            m: torch.from_numpy(split.features[m][index]).float().to(device) for m in MODALITIES
+        },
         masks={m: torch.from_numpy(split.masks[m][index]).long().to(device) for m in MODALITIES},
         labels=torch.from_numpy(split.labels[index]).float().to(device),
     )
@@ -115,7 +117,9 @@ def evaluate_model(
     """Metrics of a saved model on one split of ``dataset``, at the model's own threshold."""
     model_dir = Path(model_dir)
     if split not in dataset.splits:
-        raise CaratError(f"dataset {dataset.name} has no split {split!r}; use one of {list(dataset.splits)}")
+        raise CaratError(
+            f"dataset {dataset.name} has no split {split!r}; use one of {list(dataset.splits)}"
+        )
     torch_device = resolve_device(device)
     model, info = load_model(model_dir, device=torch_device)
     check_compatible(info, dataset, model_dir)

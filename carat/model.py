@@ -119,12 +119,8 @@ class CARAT(nn.Module):
         )
         self.label_attention = nn.ModuleList(LabelWiseAttention(d, c) for _ in MODALITIES)
         if ab.encoder_decoder:
-            self.latent_encoders = nn.ModuleList(
-                MLP([d, AE_HIDDEN, mc.latent]) for _ in MODALITIES
-            )
-            self.latent_decoders = nn.ModuleList(
-                MLP([mc.latent, AE_HIDDEN, d]) for _ in MODALITIES
-            )
+            self.latent_encoders = nn.ModuleList(MLP([d, AE_HIDDEN, mc.latent]) for _ in MODALITIES)
+            self.latent_decoders = nn.ModuleList(MLP([mc.latent, AE_HIDDEN, d]) for _ in MODALITIES)
         else:
             self.latent_encoders = nn.ModuleList(nn.Identity() for _ in MODALITIES)
             self.latent_decoders = nn.ModuleList(nn.Identity() for _ in MODALITIES)
@@ -304,7 +300,7 @@ class CARAT(nn.Module):
         return feats.reshape(-1, feats.shape[-1]), ids.reshape(-1).float()
 
     def shuffle(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sample- and modality-shuffled copy of ``x`` ``[B,3,C,d]`` and its targets ``[B,3,C]``.
+        """The shuffled copy of ``x`` ``[B,3,C,d]`` and its targets ``[B,3,C]`` (Eq. 11-13).
 
         ``out[b,m,l] = x[S[b,m,l], M[b,m,l], l]`` where ``S[:,m,l]`` is a fresh permutation
         of the batch for each (label, modality slot) and ``M[b,:,l]`` a fresh permutation of

@@ -132,7 +132,9 @@ def read_info(model_dir: str | Path) -> ModelInfo:
     try:
         data = json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:
-        raise CaratError(f"{config_path}: not valid JSON ({exc}); the model directory is damaged") from exc
+        raise CaratError(
+            f"{config_path}: not valid JSON ({exc}); the model directory is damaged"
+        ) from exc
     if data.get("format") != FORMAT:
         raise CaratError(f"{config_path}: format {data.get('format')!r}, expected {FORMAT!r}")
     metrics_path = model_dir / METRICS_FILE

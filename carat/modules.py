@@ -63,13 +63,16 @@ class EncoderLayer(nn.Module):
         q, k, v = (
             self.qkv(x).view(b, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
         )
-        context = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=None if bias is None else bias.to(q.dtype),
-            dropout_p=self.attention_dropout if self.training else 0.0,
-        )
+        bias = None if bias is None else bias.to(q.dtype)
+        if self.training and self.attention_dropout > 0:
+            # written out: with dropout, torch's fused kernels fall back to a slower path
+            scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            if bias is not None:
+                scores = scores + bias
+            probs = F.dropout(torch.softmax(scores, dim=-1), self.attention_dropout)
+            context = probs @ v
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         context = context.transpose(1, 2).reshape(b, length, hidden)
         x = self.attention_norm(x + self.dropout(self.attention_out(context)))
         ffn = self.ffn_out(F.gelu(self.ffn_in(x)))
@@ -152,7 +155,9 @@ class MLP(nn.Module):
 
     def __init__(self, sizes: list[int]) -> None:
         super().__init__()
-        self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes, sizes[1:], strict=False))
+        self.linears = nn.ModuleList(
+            nn.Linear(i, o) for i, o in zip(sizes, sizes[1:], strict=False)
+        )
         for linear in self.linears:
             nn.init.xavier_uniform_(linear.weight)
 
@@ -165,7 +170,7 @@ class MLP(nn.Module):
 
 
 class SoftResampler(nn.Module):
-    """The authors' ``CTCModule`` (spec 1.2): a learned soft re-sampling ``[B,L_in,D] -> [B,out_len,D]``.
+    """The authors' ``CTCModule`` (spec 1.2): soft re-sampling ``[B,L_in,D] -> [B,out_len,D]``.
 
     A 2-layer LSTM scores every input step against ``out_len + 1`` output slots; after a
     softmax over the slots the "blank" slot 0 is dropped and each output step is the

@@ -93,7 +93,10 @@ class BertAdam(torch.optim.Optimizer):
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on everything except biases and LayerNorm parameters (the authors' rule)."""
     norm_params = {
-        id(p) for module in model.modules() if isinstance(module, nn.LayerNorm) for p in module.parameters()
+        id(p)
+        for module in model.modules()
+        if isinstance(module, nn.LayerNorm)
+        for p in module.parameters()
     }
     decay, no_decay = [], []
     for name, param in model.named_parameters():

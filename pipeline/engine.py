@@ -109,7 +109,8 @@ class Engine:
             self.executor = None
 
     def __enter__(self) -> Engine:
-        self.start()
+        if self.executor is None:  # a caller may have started it already (to time it)
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -225,7 +226,9 @@ def _describe(exc: BaseException, attempts: int) -> str:
 class LocalEngine(Engine):
     """A process pool on this machine that rebuilds itself when a worker dies."""
 
-    def __init__(self, workers: int | None = None, max_tasks_per_child: int = 50, retries: int = 2):
+    def __init__(
+        self, workers: int | None = None, max_tasks_per_child: int = 200, retries: int = 2
+    ):
         super().__init__(retries)
         self.workers = workers or default_workers()
         self.max_tasks_per_child = max_tasks_per_child

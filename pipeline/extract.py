@@ -174,7 +174,7 @@ def run_extract(
         featurizers = factory()
     except ValueError as exc:
         raise PipelineError(f"--preset {preset}: {exc}") from None
-    store = FeatureStore(out)
+    store = FeatureStore(Path(out).absolute())
     store.root.mkdir(parents=True, exist_ok=True)
     store.claim_specs({m: featurizers[m].spec.to_dict() for m in wanted})
     spec_keys = {m: featurizers[m].spec.key() for m in wanted}

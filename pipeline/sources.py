@@ -127,7 +127,7 @@ def scan(
     catalog = Catalog()
     seen: dict[str, str] = {}
     for raw in inputs:
-        path = Path(raw)
+        path = Path(raw).absolute()  # workers (Dask) may run in another folder
         found = _scan_one(path, glob)
         for item in found:
             if shard is not None and not shard.takes(item.clip_id):

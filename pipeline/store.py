@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,8 @@ class FeatureStore:
         self.root = Path(root)
         self.entries_dir = self.root / "entries"
         self.manifest_dir = self.root / "manifest"
+        self._manifest: dict[str, ClipRecord] = {}
+        self._manifest_signature: tuple = ()
 
     # --- entries ------------------------------------------------------------------------------
 
@@ -217,12 +219,20 @@ class FeatureStore:
         return ManifestWriter(self.manifest_dir / name)
 
     def manifest(self) -> dict[str, ClipRecord]:
-        """clip id -> its latest record, over every manifest file (torn lines ignored)."""
-        records: list[ClipRecord] = []
-        for path in sorted(self.manifest_dir.glob("*.jsonl")):
-            records.extend(_read_manifest_file(path))
-        records.sort(key=lambda r: r.time)
-        return {record.clip_id: record for record in records}
+        """clip id -> its latest record, over every manifest file (torn lines ignored).
+
+        Re-read only when a manifest file changed, so loading many clips stays cheap.
+        """
+        paths = sorted(self.manifest_dir.glob("*.jsonl"))
+        signature = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+        if signature != self._manifest_signature:
+            records: list[ClipRecord] = []
+            for path in paths:
+                records.extend(_read_manifest_file(path))
+            records.sort(key=lambda r: r.time)
+            self._manifest = {record.clip_id: record for record in records}
+            self._manifest_signature = signature
+        return self._manifest
 
     def clip_ids(self) -> list[str]:
         """Clips with at least one stored modality, sorted."""
@@ -284,7 +294,8 @@ class FeatureStore:
         manifest = self.manifest()
         with self.open_manifest() as writer:
             for clip_id, (features, intervals) in data.items():
-                record = manifest.get(clip_id) or ClipRecord(clip_id, None, str(path), DONE)
+                old = manifest.get(clip_id) or ClipRecord(clip_id, None, str(path), DONE)
+                record = replace(old, results=dict(old.results))
                 digest = hashlib.sha256(f"csd:{root_name}:{clip_id}".encode()).hexdigest()
                 content_hash = record.content_hash or digest
                 sequence = FeatureSequence(features, intervals, spec)

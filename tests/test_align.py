@@ -8,12 +8,15 @@ import io
 import numpy as np
 import pytest
 
+from carat.data.csd import write_csd
 from featurizers.base import FeatureSequence, FeaturizerSpec
 from pipeline.align import (
     EPSILON,
     AlignSettings,
     align_clip,
+    align_clips,
     cap_length,
+    pool_clips,
     pool_to_words,
 )
 
@@ -98,6 +101,26 @@ def test_irregular_nested_frames_equal_loop(seed):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_many_clips_at_once_equal_one_at_a_time(weighted):
+    """Clips share a time range (all start near 0) and one has no frames at all."""
+    rng = np.random.default_rng(11)
+    clips = []
+    for c in range(5):
+        features, intervals = grid_frames(rng, 0 if c == 3 else 150, rate=100, offset=0.0)
+        shuffle = rng.permutation(len(features))
+        clips.append((features[shuffle], intervals[shuffle], millisecond_words(rng, 0.0, 6)))
+    valid = [rng.random(len(f)) > 0.1 for f, _, _ in clips]
+    pooled, mask = pool_clips(*zip(*clips, strict=True), valid, weighted)
+    at = 0
+    for (features, intervals, words), ok in zip(clips, valid, strict=True):
+        one, one_mask = pool_to_words(features, intervals, words, valid=ok, weighted=weighted)
+        np.testing.assert_array_equal(mask[at : at + len(words)], one_mask)
+        np.testing.assert_allclose(pooled[at : at + len(words)], one, rtol=1e-6, atol=1e-7)
+        at += len(words)
+    assert at == len(pooled) and mask.any()
+
+
 def test_boundary_rule_on_hand_made_cases():
     intervals = np.array([[0.0, 0.1], [0.1, 0.2], [0.2, 0.3]])
     features = np.array([[1.0], [2.0], [4.0]], dtype=np.float32)
@@ -125,17 +148,6 @@ def test_empty_inputs_give_masked_words():
     assert pooled.shape == (0, 4) and mask.shape == (0,)
 
 
-def _sdk_sequence(mmdatasdk, name, data):
-    from mmsdk.mmdatasdk.configurations.metadataconfigs import featuresetMetadataTemplate
-
-    sequence = mmdatasdk.computational_sequence(name)
-    sequence.setData(data, name)
-    metadata = {key: "test" for key in featuresetMetadataTemplate}
-    metadata["root name"] = name
-    sequence.setMetadata(metadata, name)
-    return sequence
-
-
 def test_equals_cmu_sdk_align_on_csd_files(tmp_path):
     from mmsdk import mmdatasdk
 
@@ -152,14 +164,11 @@ def test_equals_cmu_sdk_align_on_csd_files(tmp_path):
             "visual": (visual_iv, visual),
         }
     paths = {}
+    for name in ("words", "audio", "visual"):
+        paths[name] = str(tmp_path / f"{name}.csd")
+        data = {clip: (seqs[name][1], seqs[name][0]) for clip, seqs in clips.items()}
+        write_csd(paths[name], name, data, {})
     with contextlib.redirect_stdout(io.StringIO()):
-        for name in ("words", "audio", "visual"):
-            data = {
-                clip: {"intervals": seqs[name][0], "features": seqs[name][1]}
-                for clip, seqs in clips.items()
-            }
-            paths[name] = str(tmp_path / f"{name}.csd")
-            _sdk_sequence(mmdatasdk, name, data).deploy(paths[name])
         dataset = mmdatasdk.mmdataset(paths)
         dataset.align("words", collapse_functions=[lambda _iv, f: np.average(f, axis=0)])
 
@@ -259,3 +268,27 @@ def test_settings_round_trip_and_reject_bad_values():
         AlignSettings.for_mode("sideways")
     with pytest.raises(ValueError, match="at least 1"):
         AlignSettings.for_mode("aligned", {"text": 0})
+
+
+def test_align_clips_batch_equals_single_clips_with_truncation():
+    rng = np.random.default_rng(5)
+    specs = {m: _spec(m, [f"{m}{i}" for i in range(3)], 100.0) for m in ("visual", "acoustic")}
+    clips = []
+    for c in range(4):
+        words = millisecond_words(rng, 1.0 * c, 3 + 3 * c)
+        text = FeatureSequence(rng.normal(size=(len(words), 2)), words, _spec("text", "ab", None))
+        seqs = {"text": text}
+        for modality, spec in zip(("visual", "audio"), specs.values(), strict=True):
+            features, intervals = grid_frames(rng, 400, rate=100, offset=1.0 * c - 0.5)
+            seqs[modality] = FeatureSequence(features[:, :3], intervals, spec)
+        clips.append(seqs)
+    settings = AlignSettings.for_mode("aligned", {"text": 9, "visual": 7, "audio": 9})
+    features, masks = align_clips(clips, settings)
+    assert features["visual"].shape == (4, 7, 3) and masks["text"].shape == (4, 9)
+    for row, clip in enumerate(clips):
+        one, one_masks = align_clip(clip, settings)
+        for m in ("text", "visual", "audio"):
+            np.testing.assert_array_equal(masks[m][row], one_masks[m])
+            np.testing.assert_allclose(features[m][row], one[m], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(masks["text"][0], [1] * 8 + [0])  # 3 + 5 edge-case words
+    assert masks["text"][3].all()  # 17 words truncated to 9

@@ -30,7 +30,9 @@ PT_KEY = {"text": "src-text", "visual": "src-visual", "audio": "src-audio"}
 
 
 def _label_sets(rng: np.random.Generator, n: int, num_labels: int) -> list[list[int]]:
-    return [sorted(rng.choice(num_labels, size=rng.integers(0, 3), replace=False)) for _ in range(n)]
+    return [
+        sorted(rng.choice(num_labels, size=rng.integers(0, 3), replace=False)) for _ in range(n)
+    ]
 
 
 def _pt_dict(seed: int, length: int = 6, num_labels: int = 6, dims=DIMS) -> dict:
@@ -38,7 +40,9 @@ def _pt_dict(seed: int, length: int = 6, num_labels: int = 6, dims=DIMS) -> dict
     rng = np.random.default_rng(seed)
     data: dict = {}
     for split, n in SIZES.items():
-        part = {PT_KEY[m]: rng.normal(size=(n, length, d)).astype(np.float32) for m, d in dims.items()}
+        part = {
+            PT_KEY[m]: rng.normal(size=(n, length, d)).astype(np.float32) for m, d in dims.items()
+        }
         part["src-audio"][0, 1, 2] = -np.inf
         part["tgt"] = [[2, *(4 + c for c in cols), 3] for cols in _label_sets(rng, n, num_labels)]
         data[split] = part
@@ -232,6 +236,21 @@ def test_sdk_reads_what_we_write_and_we_read_what_it_writes(tmp_path: Path) -> N
     np.testing.assert_array_equal(read["vidB"][0], data["vidB"][0])
 
 
+def test_clip_ids_with_slashes_survive_a_csd_round_trip(tmp_path: Path) -> None:
+    from mmsdk import mmdatasdk
+
+    rng = np.random.default_rng(21)
+    data = {"archive.tar/dir/clip 1": _sequence(rng, 3, 5), "odd%2Fname": _sequence(rng, 2, 5)}
+    write_csd(tmp_path / "x.csd", "visual", data, {})
+    _, read, _ = read_csd(tmp_path / "x.csd")
+    assert set(read) == set(data)
+    np.testing.assert_array_equal(
+        read["archive.tar/dir/clip 1"][0], data["archive.tar/dir/clip 1"][0]
+    )
+    sdk_keys = set(mmdatasdk.computational_sequence(str(tmp_path / "x.csd")).data)
+    assert sdk_keys == {"archive.tar%2Fdir%2Fclip 1", "odd%252Fname"}
+
+
 def _csd_folder(folder: Path, rng: np.random.Generator) -> dict[str, dict]:
     """Word-aligned MOSEI sequences for two standard-fold videos per split, written by the
     SDK (text, labels) and by us (visual, audio); returns what each entry holds."""
@@ -251,6 +270,7 @@ def _csd_folder(folder: Path, rng: np.random.Generator) -> dict[str, dict]:
                     "intervals": intervals,
                     "labels": label_row[None, :],
                 }
+
     def seq(key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {e: (v[key], v["intervals"]) for e, v in entries.items()}
 
@@ -296,6 +316,8 @@ def test_csd_folder_with_a_folds_file_and_unaligned_refusal(tmp_path: Path) -> N
     ds = load_dataset(str(folder))
     assert {e.split("[")[0] for e in ds.splits["valid"].ids} == {videos[4]}
     assert len(ds.splits["train"]) == 8
+    with pytest.raises(DataError, match=r"nope\.json: not a readable folds file"):
+        load_dataset(str(folder), folds=tmp_path / "nope.json")
 
     _, audio, _ = read_csd(folder / "covarep.csd")
     first = sorted(audio)[0]
@@ -319,7 +341,14 @@ def test_csd_folder_without_labels_is_refused(tmp_path: Path) -> None:
 
 
 def _m3ed_pickle(rng: np.random.Generator) -> tuple[list, dict[str, int]]:
-    utterances = {"d_train0": 3, "d_train1": 65, "d_train2": 1, "d_val0": 2, "d_test0": 4, "d_test1": 5}
+    utterances = {
+        "d_train0": 3,
+        "d_train1": 65,
+        "d_train2": 1,
+        "d_val0": 2,
+        "d_test0": 4,
+        "d_test1": 5,
+    }
     labels = {d: [int(x) for x in rng.integers(0, 7, size=n)] for d, n in utterances.items()}
     labels["d_train2"] = ["Surprise"]  # some releases spell the emotion out
     text = {d: rng.normal(size=(n, 768)).astype(np.float32) for d, n in utterances.items()}
@@ -390,7 +419,9 @@ def _dataset(rng: np.random.Generator) -> MultimodalDataset:
     lengths, dims = {"text": 7, "visual": 20, "audio": 25}, {"text": 4, "visual": 3, "audio": 5}
     splits = {}
     for split, n in SIZES.items():
-        features = {m: rng.normal(size=(n, lengths[m], dims[m])).astype(np.float32) for m in MODALITIES}
+        features = {
+            m: rng.normal(size=(n, lengths[m], dims[m])).astype(np.float32) for m in MODALITIES
+        }
         masks = {m: (rng.random((n, lengths[m])) < 0.7).astype(np.int64) for m in MODALITIES}
         labels = (rng.random((n, 3)) < 0.5).astype(np.float32)
         splits[split] = SplitData(features, masks, labels, [f"{split}/clip {i}" for i in range(n)])
@@ -398,14 +429,17 @@ def _dataset(rng: np.random.Generator) -> MultimodalDataset:
     return MultimodalDataset("mine", splits, ["a", "b", "c"], False, spec, "videos/")
 
 
+def _shards(folder: Path, split: str) -> list[str]:
+    return json.loads((folder / "dataset.json").read_text())["splits"][split]["shards"]
+
+
 def test_packed_round_trip_is_exact(tmp_path: Path) -> None:
     ds = _dataset(np.random.default_rng(18))
     out = write_packed(tmp_path / "packed", ds, shard_rows=2)
-    assert sorted(p.name for p in out.glob("train-*.arrow")) == [
-        "train-00000.arrow",
-        "train-00001.arrow",
-        "train-00002.arrow",
-    ]
+    assert len(_shards(out, "train")) == 3 and len(_shards(out, "valid")) == 2
+    assert sorted(p.name for p in out.glob("*.arrow")) == sorted(
+        name for split in SPLITS for name in _shards(out, split)
+    )
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["lengths"] == {"text": 7, "visual": 20, "audio": 25}
     assert meta["splits"]["valid"]["rows"] == 3 and meta["format_version"] == 1
@@ -422,19 +456,31 @@ def test_packed_round_trip_is_exact(tmp_path: Path) -> None:
                 assert b.masks[m].dtype == np.int64 and b.features[m].flags.writeable
 
 
-def test_packed_rewrite_removes_stale_shards_and_missing_shard_is_reported(tmp_path: Path) -> None:
+def test_packed_shard_is_readable_alone(tmp_path: Path) -> None:
+    import pyarrow.feather as feather
+
+    ds = _dataset(np.random.default_rng(20))
+    out = write_packed(tmp_path / "packed", ds, shard_rows=10)
+    table = feather.read_table(out / _shards(out, "test")[0])
+    assert table.column("id").to_pylist() == ds.splits["test"].ids
+    shape = table.column("visual_shape")[1].as_py()
+    row = np.array(table.column("visual")[1].as_py(), dtype=np.float32).reshape(shape)
+    np.testing.assert_array_equal(row, ds.splits["test"].features["visual"][1])
+
+
+def test_packed_rewrite_keeps_the_old_shards_until_done(tmp_path: Path) -> None:
     ds = _dataset(np.random.default_rng(19))
     out = write_packed(tmp_path / "packed", ds, shard_rows=1)
-    assert len(list(out.glob("train-*.arrow"))) == 5
+    old = {name for split in SPLITS for name in _shards(out, split)}
+    assert len(old) == 12
     write_packed(out, ds, shard_rows=10)
-    assert sorted(p.name for p in out.glob("*.arrow")) == [
-        "test-00000.arrow",
-        "train-00000.arrow",
-        "valid-00000.arrow",
-    ]
+    new = {name for split in SPLITS for name in _shards(out, split)}
+    assert len(new) == 3 and not new & old
+    assert {p.name for p in out.glob("*.arrow")} == new  # the old generation is gone
     assert not list(out.glob(".*"))  # no temporary files left behind
-    (out / "valid-00000.arrow").unlink()
-    with pytest.raises(DataError, match=r"valid-00000\.arrow: shard listed in dataset.json"):
+    missing = _shards(out, "valid")[0]
+    (out / missing).unlink()
+    with pytest.raises(DataError, match=rf"{missing}: shard listed in dataset.json is missing"):
         read_packed(out)
     (out / "dataset.json").unlink()
     with pytest.raises(DataError, match="no dataset.json"):

@@ -25,16 +25,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CLIP = FIXTURES / "talking_head.mp4"
 
 
-def _write_media(path: Path, frames: int = 0, audio: np.ndarray | None = None) -> Path:
-    """A tiny mp4/wav written with PyAV: grey 64x48 frames and/or the given 16 kHz samples."""
+def _write_media(
+    path: Path, frames: int = 0, audio: np.ndarray | None = None, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """A small mp4/wav written with PyAV: grey frames (nobody in view) and/or 16 kHz samples."""
+    width, height = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=30) if frames else None
         if video is not None:
-            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         codec = "pcm_s16le" if path.suffix == ".wav" else "aac"
         sound = out.add_stream(codec, rate=16000, layout="mono") if audio is not None else None
         for _ in range(frames):
-            picture = np.full((48, 64, 3), 128, np.uint8)
+            picture = np.full((height, width, 3), 128, np.uint8)
             out.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
         if video is not None:
             out.mux(video.encode(None))
@@ -61,6 +64,7 @@ def _bad_inputs(folder: Path) -> None:
     _write_media(folder / "audio only.wav", audio=tone)
     _write_media(folder / "silence.wav", audio=np.zeros(16000))
     _write_media(folder / "one frame.mp4", frames=1)
+    _write_media(folder / "4K frame.mp4", frames=1, size=(3840, 2160))
     shutil.copy(CLIP, folder / "talking head é ü.mp4")
 
 
@@ -73,6 +77,7 @@ EXPECTED = {
     "audio only.wav": {"acoustic": True, "visual": False},
     "silence.wav": {"acoustic": True, "visual": False},
     "one frame.mp4": {"acoustic": False, "visual": True},
+    "4K frame.mp4": {"acoustic": False, "visual": True},
     "talking head é ü.mp4": {"acoustic": True, "visual": True},
 }
 
@@ -95,6 +100,11 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path):
                 assert "\n" not in result["error"] and name in result["error"], result["error"]
         assert (store.load(name, "acoustic") is not None) == expected["acoustic"]
     assert len(store.load("one frame.mp4", "visual").features) == 1
+    nobody = store.load("no audio.mp4", "visual")  # grey frames: nobody in view, rows kept
+    assert len(nobody.features) == 15
+    assert (nobody.features[:, nobody.spec.dim_names.index("face_present")] == 0).all()
+    face = store.load("talking head é ü.mp4", "visual")
+    assert face.features[:, face.spec.dim_names.index("face_present")].mean() > 0.9
     silence = store.load("silence.wav", "acoustic")
     assert np.isfinite(silence.features).all() and len(silence.features) >= 90
     with open(summary.errors_file, encoding="utf-8") as handle:
@@ -170,7 +180,7 @@ def _entries(root: Path) -> dict[str, tuple[int, int]]:
 def test_sigkill_mid_extraction_then_resume_equals_an_uninterrupted_run(tmp_path):
     clips = tmp_path / "in"
     clips.mkdir()
-    count = 10
+    count = 8
     for i in range(count):  # distinct bytes: each copy is its own entry
         (clips / f"copy {i}.mp4").write_bytes(CLIP.read_bytes() + bytes(i))
     out = tmp_path / "out"
@@ -192,14 +202,14 @@ def test_sigkill_mid_extraction_then_resume_equals_an_uninterrupted_run(tmp_path
     finished = {c for c, r in before.items() if r.status == DONE}
     assert 3 <= len(finished) < count, "the kill should land in the middle of the run"
     kept = _entries(out)
-    resumed = run_extract([clips], out, modalities="acoustic", workers=2)
+    resumed = run_extract([clips], out, modalities="acoustic", workers=1)
     assert resumed.cached >= len(finished) and resumed.extracted == count - resumed.cached
     assert not resumed.failed
     after = _entries(out)
     for clip_id in finished:  # not recomputed: the very same files
         entry = before[clip_id].results["acoustic"]["entry"] + ".npz"
         assert after[entry] == kept[entry]
-    reference = run_extract([clips], tmp_path / "clean", modalities="acoustic", workers=2)
+    reference = run_extract([clips], tmp_path / "clean", modalities="acoustic", workers=1)
     assert reference.extracted == count
     resumed_store, clean_store = FeatureStore(out), FeatureStore(tmp_path / "clean")
     assert (

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from model_fixtures import B, C, DIMS, random_batch, tiny_config
+from model_fixtures import DIMS, B, C, random_batch, tiny_config
 from torch import nn
 
 from carat.config import CaratConfig
@@ -198,9 +198,7 @@ def test_model_uses_soft_intrinsic_when_training_and_hard_when_evaluating():
             inter = model.encode(batch)
             z_hat = nn.functional.normalize(inter.latent, dim=-1)
             mix = model.prototypes.intrinsic(z_hat, hard=not training)
-            decoded = torch.stack(
-                [model.latent_decoders[m](mix[:, m]) for m in range(3)], dim=1
-            )
+            decoded = torch.stack([model.latent_decoders[m](mix[:, m]) for m in range(3)], dim=1)
         torch.testing.assert_close(inter.intrinsic, decoded)
     hard = model.prototypes.intrinsic(z_hat, hard=True)
     soft = model.prototypes.intrinsic(z_hat, hard=False)

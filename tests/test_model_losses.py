@@ -169,7 +169,7 @@ def test_total_is_the_weighted_sum_and_state_updates_after_the_loss():
 
 
 def test_a_few_steps_learn_a_planted_label():
-    """Label 0 is carried by the sign of the text features' mean; loss must drop."""
+    """Label 0 is carried by one text feature; the loss drops and eval predicts label 0."""
     torch.manual_seed(0)
     cfg = tiny_config()
     cfg.model.dropout = cfg.model.attention_dropout = 0.0
@@ -178,21 +178,21 @@ def test_a_few_steps_learn_a_planted_label():
     n = 32
     labels = (torch.rand(n, C, generator=gen) < 0.5).float()
     features = {
-        "text": torch.randn(n, 5, 7, generator=gen) + 2.0 * (2 * labels[:, None, :1] - 1),
+        "text": torch.randn(n, 5, 7, generator=gen),
         "visual": torch.randn(n, 5, 5, generator=gen),
         "audio": torch.randn(n, 5, 4, generator=gen),
     }
+    features["text"][..., 0] += 3.0 * (2 * labels[:, None, 0] - 1)
     batch = Batch(features=features, masks={}, labels=labels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = last = None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    totals = []
     for _ in range(30):
         loss, terms = model.training_step(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        first = terms["srr_clf"].item() if first is None else first
-        last = terms["srr_clf"].item()
-    assert last < 0.5 * first
+        totals.append(terms["total"].item())
+    assert totals[-1] < 0.7 * totals[0]
     model.eval()
     with torch.no_grad():
         scores = model(batch).scores

@@ -64,6 +64,33 @@ def test_torch_files_with_numpy_and_namespace_load(tmp_path: Path, zip_format: b
     _assert_payload(load_file(path, CARAT_PT))
 
 
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_torch_files_saved_with_newer_pickle_protocols_load(tmp_path: Path, protocol: int) -> None:
+    """torch's own weights-only reader cannot read these; the restricted unpickler can."""
+    path = tmp_path / "data.pt"
+    torch.save(_payload(), path, pickle_protocol=protocol)
+    _assert_payload(load_file(path, CARAT_PT))
+
+
+def test_torch_file_with_tensors_and_unknown_opcodes_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "tensors.pt"
+    torch.save({"w": torch.ones(2), "raw": b"\x00\x01"}, path, pickle_protocol=4)
+    with pytest.raises(
+        DataError,
+        match=r"tensors\.pt: not a readable torch file \(Unsupported operand \d+; it holds tensors",
+    ):
+        load_file(path, CARAT_PT)
+
+
+def test_code_in_a_newer_protocol_torch_file_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil4.pt"
+    torch.save({"raw": b"\x00", "x": _RunsCode(marker)}, path, pickle_protocol=4)
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_file(path, CARAT_PT)
+    assert not marker.exists()
+
+
 def test_old_numpy_module_names_are_understood(tmp_path: Path) -> None:
     """Files written with numpy < 2 name ``numpy.core.multiarray``; they must still load."""
     blob = pickle.dumps({"x": np.arange(6.0).reshape(2, 3)}, protocol=2)

@@ -70,6 +70,7 @@ HELLO_WORLD_JSON = [
         {"word": " Hello,", "start": 0.5, "end": 0.9},
         {"word": "World.", "start": 1.0, "end": 1.4},
     ],
+    [{"text": "Hello", "start": 0.5, "end": 0.9}, {"text": "world", "start": 1.0, "end": 1.4}],
     {
         "words": [
             {"text": "hello", "start": 0.5, "end": 0.9},
@@ -93,7 +94,7 @@ HELLO_WORLD_JSON = [
 
 
 @pytest.mark.parametrize(
-    "payload", HELLO_WORLD_JSON, ids=["word-list", "words-key", "whisper-segments"]
+    "payload", HELLO_WORLD_JSON, ids=["word-list", "text-list", "words-key", "whisper-segments"]
 )
 def test_json_with_word_times(tmp_path, payload):
     path = tmp_path / "clip.json"
@@ -205,10 +206,21 @@ def test_plain_text_sidecar_is_aligned():
     assert_onsets_match_truth(get_words(clip))
 
 
-def test_long_plain_text_is_cut_at_whisper_utterances(recognised, monkeypatch):
+def test_long_plain_text_is_cut_at_whisper_utterances(tmp_path, monkeypatch):
+    # two fixture sentences with a pause between them, aligned as if the clip were long
+    first = MediaClip(CLIP).audio(16000)
+    second = MediaClip(FIXTURES / "frowning_head.mp4").audio(16000)
+    pause = np.zeros(8000, dtype=np.float32)
+    sf.write(tmp_path / "two.wav", np.concatenate([first, pause, second]), 16000)
+    later = json.loads((FIXTURES / "frowning_head.truth.json").read_text())
+    offset = (len(first) + len(pause)) / 16000
+    truth = TRUTH["words"] + [{**w, "start": w["start"] + offset} for w in later["words"]]
+    (tmp_path / "two.txt").write_text(f"{TRUTH['sentence']}. {later['sentence']}.")
     monkeypatch.setattr(words_module, "MAX_ALIGN_SECONDS", 1.0)
-    clip = MediaClip(FIXTURES / "with_transcript" / "talking_head.mp4")
-    assert_onsets_match_truth(get_words(clip))
+    found = get_words(MediaClip(tmp_path / "two.wav"))
+    assert [w.text for w in found] == [w["word"] for w in truth]
+    errors = [abs(w.start - t["start"]) for w, t in zip(found, truth, strict=True)]
+    assert max(errors) <= TIME_TOLERANCE, errors
 
 
 def test_srt_cues_are_aligned_within_each_cue(tmp_path):

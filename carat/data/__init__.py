@@ -101,8 +101,9 @@ def load_path(path: str | Path, folds: str | Path | None = None) -> MultimodalDa
         if (path / META_FILE).is_file():
             return read_packed(path)
         if any(path.glob("*.csd")):
-            folds_file = Path(folds) if folds is not None else path / "folds.json"
-            return read_csd_folder(path, load_folds(folds_file) if folds_file.is_file() else None)
+            if folds is None and (path / "folds.json").is_file():
+                folds = path / "folds.json"
+            return read_csd_folder(path, load_folds(folds) if folds is not None else None)
         raise data_error(path, f"folder has neither {META_FILE} nor .csd files", CSD_FOLDER)
     if not path.is_file():
         raise data_error(path, "not found", ANY_PATH)

@@ -60,12 +60,12 @@ def write_csd(
     """Write ``{entry: (features [T, D], intervals [T, 2])}`` as an SDK computational sequence.
 
     The file appears atomically (written under a temporary name, then renamed).  Metadata keys
-    the SDK requires but the caller did not give are written as "not given".
+    the SDK requires but the caller did not give are written as "not given".  HDF5 reads '/'
+    in a name as a group separator, so entry ids are stored with '%' and '/' percent-encoded
+    (clip ``a/b`` becomes group ``a%2Fb``); :func:`read_csd` decodes them.
     """
     path = Path(path)
     for entry, (features, intervals) in data.items():
-        if "/" in entry:
-            raise DataError(f"{path}: entry id {entry!r} contains '/', which HDF5 reads as a group")
         if features.ndim != 2 or intervals.shape != (len(features), 2):
             raise DataError(
                 f"{path}: entry {entry!r} has features {features.shape} and intervals "
@@ -81,7 +81,7 @@ def write_csd(
             root = h5.create_group(root_name)
             group = root.create_group("data")
             for entry, (features, intervals) in data.items():
-                item = group.create_group(entry)
+                item = group.create_group(_encode_entry(entry))
                 item.create_dataset("features", data=features)
                 item.create_dataset("intervals", data=intervals)
             meta_group = root.create_group("metadata")
@@ -92,6 +92,14 @@ def write_csd(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _encode_entry(entry: str) -> str:
+    return entry.replace("%", "%25").replace("/", "%2F")
+
+
+def _decode_entry(name: str) -> str:
+    return name.replace("%2F", "/").replace("%25", "%")
 
 
 def _text(value: object) -> str:
@@ -114,7 +122,7 @@ def read_csd(
             if "data" not in root:
                 raise data_error(path, f"group '{roots[0]}' has no 'data'", CSD_FILE)
             data = {
-                entry: (group["features"][()], group["intervals"][()])
+                _decode_entry(entry): (group["features"][()], group["intervals"][()])
                 for entry, group in root["data"].items()
             }
             metadata = {
@@ -234,10 +242,15 @@ def read_csd_folder(
         log.info("%s: dropping entries not in all four sequences: %s", folder, dropped)
     split_of = {video: split for split in SPLITS for video in folds[split]}
     by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
+    outside = 0
     for entry in sorted(shared, key=_entry_key):
         split = split_of.get(_entry_key(entry)[0])
-        if split is not None:
+        if split is None:
+            outside += 1
+        else:
             by_split[split].append(entry)
+    if outside:
+        log.info("%s: %d entries belong to videos in no fold; left out", folder, outside)
     splits: dict[str, SplitData] = {}
     for split, entries in by_split.items():
         if not entries:

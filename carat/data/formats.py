@@ -53,7 +53,8 @@ M3ED_PICKLE = FileFormat(
     source="the M3ED authors' feature release, converted by CARAT's utils/m3ed_reader.py",
 )
 PACKED = FileFormat(
-    layout="a carat packed dataset folder: dataset.json plus Arrow shards <split>-NNNNN.arrow",
+    layout="a carat packed dataset folder: dataset.json plus Arrow shards "
+    "<split>-<generation>-NNNNN.arrow",
     source="`carat-cli` dataset build from raw videos",
 )
 

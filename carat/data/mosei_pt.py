@@ -115,7 +115,11 @@ def pt_labels(
 def dataset_from_pt(
     raw: Any, path: str | Path, label_names: list[str], name: str, fmt: FileFormat = CARAT_PT
 ) -> MultimodalDataset:
-    """Build the dataset from an already loaded ``.pt`` dict."""
+    """Build the dataset from an already loaded ``.pt`` dict.
+
+    The feature arrays are taken out of ``raw`` as they are converted, so that a large file
+    is not held twice in memory.
+    """
     splits: dict[str, SplitData] = {}
     for split in SPLITS:
         part = _split_dict(raw, split, path, fmt)
@@ -123,7 +127,8 @@ def dataset_from_pt(
         if missing:
             raise data_error(path, f"split '{split}' lacks {', '.join(missing)}", fmt)
         features = {
-            m: stack_items(part[PT_KEYS[m]], path, f"{split}.{PT_KEYS[m]}", fmt) for m in MODALITIES
+            m: stack_items(part.pop(PT_KEYS[m]), path, f"{split}.{PT_KEYS[m]}", fmt)
+            for m in MODALITIES
         }
         labels = tgt_to_multihot(part["tgt"], len(label_names), path, f"{split}.tgt", fmt)
         counts = {PT_KEYS[m]: len(features[m]) for m in MODALITIES} | {"tgt": len(labels)}

@@ -74,11 +74,12 @@ def read_mult_pkl(path: str | Path, labels_path: str | Path) -> MultimodalDatase
 
 
 def dataset_from_mult(raw: Any, path: str | Path, labels_path: str | Path) -> MultimodalDataset:
-    """Build the dataset from an already loaded MulT pickle."""
+    """Build the dataset from an already loaded MulT pickle (its arrays are taken out of
+    ``raw`` as they are converted, so that a large file is not held twice in memory)."""
     path, labels_path = Path(path), Path(labels_path)
-    labels_by_split = pt_labels(load_file(labels_path, CARAT_PT), labels_path, MOSEI_LABELS)
     if not isinstance(raw, dict):
         raise data_error(path, f"holds a {type(raw).__name__}, not a dict of splits", MULT_PKL)
+    labels_by_split = pt_labels(load_file(labels_path, CARAT_PT), labels_path, MOSEI_LABELS)
     splits: dict[str, SplitData] = {}
     for split in SPLITS:
         part = raw.get(split)
@@ -87,7 +88,7 @@ def dataset_from_mult(raw: Any, path: str | Path, labels_path: str | Path) -> Mu
                 path, f"split '{split}' is missing or lacks text/vision/audio", MULT_PKL
             )
         features = {
-            m: stack_items(part[MULT_KEYS[m]], path, f"{split}.{MULT_KEYS[m]}", MULT_PKL)
+            m: stack_items(part.pop(MULT_KEYS[m]), path, f"{split}.{MULT_KEYS[m]}", MULT_PKL)
             for m in MODALITIES
         }
         n = len(features["text"])

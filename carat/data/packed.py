@@ -1,5 +1,5 @@
 """Our own dataset format, for data built from raw video: a folder with ``dataset.json`` and
-uncompressed Arrow IPC (Feather v2) shards per split.
+uncompressed Arrow IPC (Feather v2) shards per split (``<split>-<generation>-NNNNN.arrow``).
 
 Each shard row is one clip: ``id``, ``labels`` and, per modality, the flattened features
 (``<m>``), the mask (``<m>_mask``) and the ``[L, D]`` shape (``<m>_shape``), so a shard is
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,24 +65,25 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
 def write_packed(out_dir: str | Path, dataset: MultimodalDataset, shard_rows: int = 1000) -> Path:
     """Write ``dataset`` as a packed folder; returns the folder.
 
-    Shards left over from an earlier write into the same folder are removed once the new
-    ``dataset.json`` is in place.
+    Each write names its shards with a fresh generation tag, so rewriting a folder never
+    touches the shards its current ``dataset.json`` lists; the old ones are removed only after
+    the new ``dataset.json`` is in place.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    split_meta: dict[str, dict[str, object]] = {}
+    generation = uuid.uuid4().hex[:8]
+    shards: dict[str, list[str]] = {}
     for name in SPLITS:
         split = dataset.splits[name]
-        shards = []
+        shards[name] = []
         for index, start in enumerate(range(0, max(len(split), 1), shard_rows)):
-            shard = f"{name}-{index:05d}.arrow"
+            shard = f"{name}-{generation}-{index:05d}.arrow"
             table = _shard_table(split, start, min(start + shard_rows, len(split)))
             _write_atomic(
                 out / shard,
                 lambda p, t=table: feather.write_feather(t, p, compression="uncompressed"),
             )
-            shards.append(shard)
-        split_meta[name] = {"rows": len(split), "shards": shards}
+            shards[name].append(shard)
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -91,11 +93,13 @@ def write_packed(out_dir: str | Path, dataset: MultimodalDataset, shard_rows: in
         "feature_spec": dataset.feature_spec,
         "dims": dataset.dims,
         "lengths": dataset.lengths,
-        "splits": split_meta,
+        "splits": {
+            name: {"rows": len(dataset.splits[name]), "shards": shards[name]} for name in SPLITS
+        },
         "source": dataset.source,
     }
     _write_atomic(out / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-    current = {shard for s in split_meta.values() for shard in s["shards"]}  # type: ignore[attr-defined]
+    current = {shard for names in shards.values() for shard in names}
     for stale in out.glob("*.arrow"):
         if stale.name not in current:
             stale.unlink()

@@ -14,6 +14,7 @@ import collections
 import logging
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,13 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 class UnsafePickleError(DataError):
     """The file names a global outside the allowlist; nothing from it was imported or run."""
 
+    def __init__(self, path: str | Path, module: str, name: str) -> None:
+        super().__init__(
+            f"refusing to load {module}.{name} from {path}: "
+            "only arrays, numbers, strings and containers are allowed"
+        )
+        self.module = module
+
 
 def _canonical(module: str, name: str) -> tuple[str, str]:
     """Map the names older numpy and Python 2 pickles use onto today's names."""
@@ -66,13 +74,6 @@ def _canonical(module: str, name: str) -> tuple[str, str]:
         module = "numpy._core" + module[len("numpy.core") :]
     module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)
     return module, name
-
-
-def _refusal(path: str | Path, module: str, name: str) -> UnsafePickleError:
-    return UnsafePickleError(
-        f"refusing to load {module}.{name} from {path}: "
-        "only arrays, numbers, strings and containers are allowed"
-    )
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -85,7 +86,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         found = ALLOWED_GLOBALS.get(_canonical(module, name))
         if found is None:
-            raise _refusal(self._path, module, name)
+            raise UnsafePickleError(self._path, module, name)
         return found
 
 
@@ -105,26 +106,52 @@ def _torch_safe_globals() -> list[Any]:
 
 
 def _load_torch(path: Path, fmt: FileFormat) -> Any:
-    """``torch.load(weights_only=True)`` with only our numpy and argparse types added."""
+    """``torch.load(weights_only=True)`` with only our numpy and argparse types added.
+
+    torch's weights-only reader lacks some opcodes of pickle protocols 3+ (files saved with
+    ``pickle_protocol=4``); a zip file it cannot read is read with our own restricted
+    unpickler instead, which works whenever the file holds no tensors (as the benchmarks).
+    """
     try:
-        with torch.serialization.safe_globals(_torch_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            with torch.serialization.safe_globals(_torch_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if refused:
             module, _, name = refused.group(1).rpartition(".")
-            raise _refusal(path, module, name) from None
-        raise data_error(path, f"not a readable torch file ({_torch_reason(exc)})", fmt) from None
+            raise UnsafePickleError(path, module, name) from None
+        reason = _torch_reason(exc)
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise data_error(path, f"not a readable torch file ({_first_line(exc)})", fmt) from None
+    try:
+        return _load_zip_pickle(path)
+    except UnsafePickleError as exc:
+        if exc.module.split(".")[0] != "torch":
+            raise
+        reason += "; it holds tensors, which only torch's reader rebuilds"
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError) as exc:
+        reason += f"; as plain pickle: {_first_line(exc)}"
+    raise data_error(path, f"not a readable torch file ({reason})", fmt)
+
+
+def _load_zip_pickle(path: Path) -> Any:
+    """The object pickled inside a ``torch.save`` zip (``<archive>/data.pkl``)."""
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+        if not names:
+            raise zipfile.BadZipFile("no data.pkl in the archive")
+        with archive.open(names[0]) as fh:
+            return RestrictedUnpickler(fh, path).load()
 
 
 def _torch_reason(exc: BaseException) -> str:
     """The informative line of torch's long weights-only error text."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for i, line in enumerate(lines):
-        if line.startswith("WeightsUnpickler error:"):
-            rest = line.removeprefix("WeightsUnpickler error:").strip()
+        if "WeightsUnpickler error:" in line:
+            rest = line.partition("WeightsUnpickler error:")[2].strip()
             return rest or (lines[i + 1] if i + 1 < len(lines) else line)
     return _first_line(exc)
 

@@ -1,0 +1,179 @@
+"""Extraction speed and memory on a long talking-head clip (prints figures; asserts nothing).
+
+    .venv/bin/python bench/extract.py                  # everything (several minutes on 2 cores)
+    .venv/bin/python bench/extract.py --skip-asr --long-seconds 0
+
+1. Builds a >= 60-s clip by looping ``tests/fixtures/talking_head.mp4`` (packets remuxed with
+   PyAV, no re-encoding) plus a copy with its transcript sidecar (the sentence repeated).
+2. Real-time factor (seconds of video per second of wall time) of each featurizer, warm (models
+   loaded and JIT compiled on the short fixture first), each on a fresh clip so its own decoding
+   is included: acoustic, visual, text from the transcript sidecar, text with speech recognition.
+3. Whole extraction through ``run_extract`` (default preset) of two copies of the long clip with 1
+   and 2 workers, with and without speech recognition: RTF = media seconds / wall seconds, worker
+   start-up and model loading included.
+4. Peak RSS of a whole extraction (no ASR unless --rss-asr) of a 60-s and a 240-s clip, each in a
+   fresh subprocess, one worker in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIXTURE = ROOT / "tests" / "fixtures" / "talking_head.mp4"
+SENTENCE = (
+    (ROOT / "tests" / "fixtures" / "with_transcript" / "talking_head.txt").read_text().strip()
+)
+
+
+def loop_clip(source: Path, target: Path, seconds: float) -> float:
+    """Concatenate ``source`` with itself until ``seconds`` are reached; returns the duration."""
+    with av.open(str(source)) as probe:  # a loop lasts as long as its longest stream
+        spans: dict[int, list[float]] = {}
+        for p in probe.demux():
+            if p.dts is not None:
+                span = spans.setdefault(p.stream.index, [float(p.dts * p.time_base), 0.0])
+                span[1] = float((p.dts + (p.duration or 0)) * p.time_base)
+        step = max(end - start for start, end in spans.values())
+    loops = max(1, int(-(-seconds // step)))
+    with av.open(str(source)) as src, av.open(str(target), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for loop in range(loops):
+            src.seek(0)
+            for packet in src.demux():
+                if packet.dts is None:
+                    continue
+                shift = int(round(loop * step / packet.time_base))
+                packet.pts = None if packet.pts is None else packet.pts + shift
+                packet.dts += shift
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    (target.with_suffix(".loops")).write_text(str(loops))
+    return loops * step
+
+
+def with_transcript(clip: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / clip.name
+    shutil.copy(clip, copy)
+    loops = int(clip.with_suffix(".loops").read_text())
+    copy.with_suffix(".txt").write_text(" ".join([SENTENCE] * loops) + "\n")
+    return copy
+
+
+def featurizer_rtf(long_clip: Path, transcript_clip: Path, duration: float, asr: bool) -> None:
+    from featurizers.media import MediaClip
+    from featurizers.presets import build_featurizers
+
+    featurizers = build_featurizers("default", ["acoustic", "visual", "text"])
+    cases = [
+        ("acoustic", featurizers["acoustic"], long_clip),
+        ("visual (30 fps)", featurizers["visual"], long_clip),
+        ("text from sidecar transcript", featurizers["text"], transcript_clip),
+    ]
+    if asr:
+        cases.append(("text with ASR (whisper-base)", featurizers["text"], long_clip))
+    warm_with = FIXTURE.parent / "with_transcript" / FIXTURE.name
+    print(f"\n== per featurizer, warm, {duration:.1f}-s clip (decode included) ==")
+    for name, featurizer, clip_path in cases:
+        featurizer.extract(MediaClip(warm_with if "sidecar" in name else FIXTURE))
+        started = time.perf_counter()
+        rows = len(featurizer.extract(MediaClip(clip_path)).features)
+        wall = time.perf_counter() - started
+        print(f"{name:32s} {wall:7.2f} s  RTF {duration / wall:6.2f}x  ({rows} rows)")
+
+
+def whole_rtf(clip: Path, duration: float, workers: int, asr: bool, work: Path) -> None:
+    from pipeline.extract import run_extract
+
+    folder = work / f"whole-{workers}-{asr}"
+    folder.mkdir()
+    for i in range(2):
+        target = folder / f"copy{i}.mp4"
+        target.write_bytes(clip.read_bytes() + bytes(i + 1))  # distinct clips, same content
+        if not asr:
+            target.with_suffix(".txt").write_text(clip.with_suffix(".txt").read_text())
+    summary = run_extract([folder], work / f"store-{workers}-{asr}", workers=workers)
+    label = "with ASR" if asr else "without ASR (sidecar)"
+    rtf = 2 * duration / summary.seconds
+    print(
+        f"whole extraction {label:22s} workers={workers}: 2 x {duration:.0f} s in "
+        f"{summary.seconds:6.1f} s  RTF {rtf:5.2f}x  (failed: {len(summary.failed)})"
+    )
+
+
+def peak_rss(clip: Path, asr: bool) -> None:
+    modalities = "acoustic,visual,text"
+    code = (
+        "import resource, sys, json; sys.path.insert(0, sys.argv[3]);"
+        "from pipeline.extract import ClipTask, preset_factory, process_clip;"
+        "from pipeline.sources import scan, open_clips; from pathlib import Path;"
+        "cat = scan([sys.argv[1]]); clip = next(open_clips(cat, Path(sys.argv[2]) / 'spool'));"
+        f"mods = tuple({modalities.split(',')!r});"
+        "task = ClipTask(clip.clip_id, str(clip.path), clip.source, clip.content_hash,"
+        " sys.argv[2], preset_factory('default', mods), mods);"
+        "r = process_clip(task);"
+        "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        " 'status': {m: v['status'] for m, v in r.items()}}))"
+    )
+    with tempfile.TemporaryDirectory() as store:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(clip), store, str(ROOT)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wall = time.perf_counter() - started
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"peak RSS {clip.name:24s} {result['rss_mb']:7.0f} MB  ({wall:.0f} s, {result['status']})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--long-seconds", type=float, default=240.0, help="0 skips it")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--skip-asr", action="store_true")
+    parser.add_argument("--skip-whole", action="store_true")
+    parser.add_argument("--rss-asr", action="store_true", help="ASR in the peak-RSS runs too")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        long_clip = work / "talking_head_60s.mp4"
+        duration = loop_clip(FIXTURE, long_clip, args.seconds)
+        transcript_clip = with_transcript(long_clip, work / "sidecar")
+        print(f"clip: {duration:.1f} s ({long_clip.stat().st_size / 1e6:.1f} MB)")
+        featurizer_rtf(long_clip, transcript_clip, duration, asr=not args.skip_asr)
+        if not args.skip_whole:
+            print("\n== whole extraction (run_extract, default preset, 2 clips) ==")
+            for workers in [int(w) for w in args.workers.split(",")]:
+                whole_rtf(transcript_clip, duration, workers, asr=False, work=work)
+                if not args.skip_asr:
+                    whole_rtf(long_clip, duration, workers, asr=True, work=work)
+        print("\n== peak memory, fresh process, whole extraction of one clip ==")
+        rss_60 = transcript_clip if not args.rss_asr else long_clip
+        peak_rss(rss_60, args.rss_asr)
+        if args.long_seconds:
+            long240 = work / "talking_head_240s.mp4"
+            loop_clip(FIXTURE, long240, args.long_seconds)
+            target = long240 if args.rss_asr else with_transcript(long240, work / "sidecar240")
+            peak_rss(target, args.rss_asr)
+        print(f"\nself peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
