@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=240.0, help="0 skips it")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--skip-asr", action="store_true")
+    parser.add_argument("--skip-featurizers", action="store_true")
     parser.add_argument("--skip-whole", action="store_true")
     parser.add_argument("--rss-asr", action="store_true", help="ASR in the peak-RSS runs too")
     args = parser.parse_args()
@@ -156,8 +158,12 @@ def main() -> None:
         long_clip = work / "talking_head_60s.mp4"
         duration = loop_clip(FIXTURE, long_clip, args.seconds)
         transcript_clip = with_transcript(long_clip, work / "sidecar")
-        print(f"clip: {duration:.1f} s ({long_clip.stat().st_size / 1e6:.1f} MB)")
-        featurizer_rtf(long_clip, transcript_clip, duration, asr=not args.skip_asr)
+        print(
+            f"clip: {duration:.1f} s ({long_clip.stat().st_size / 1e6:.1f} MB); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        if not args.skip_featurizers:
+            featurizer_rtf(long_clip, transcript_clip, duration, asr=not args.skip_asr)
         if not args.skip_whole:
             print("\n== whole extraction (run_extract, default preset, 2 clips) ==")
             for workers in [int(w) for w in args.workers.split(",")]:

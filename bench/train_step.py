@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -56,7 +57,9 @@ def random_batch(shapes, batch_size: int, num_labels: int, device: str, gen) -> 
         m: torch.randn(batch_size, steps, dim, generator=gen).to(device)
         for m, (steps, dim) in shapes.items()
     }
-    masks = {m: torch.ones(batch_size, steps, dtype=torch.long, device=device) for m in shapes}
+    masks = {
+        m: torch.ones(x.shape[:2], dtype=torch.long, device=device) for m, x in features.items()
+    }
     labels = (torch.rand(batch_size, num_labels, generator=gen) < 0.3).float().to(device)
     return Batch(features=features, masks=masks, labels=labels)
 
@@ -69,12 +72,12 @@ def run_training(case: str, device: str, batch_size: int, warmup: int, steps: in
     gen = torch.Generator().manual_seed(0)
     batches = [random_batch(shapes, batch_size, 6, device, gen) for _ in range(2)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
-    times = []
+    times, cpu_times = [], []
     for i in range(warmup + steps):
         batch = batches[i % 2]
         if device == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with autocast:
             loss, _ = model.training_step(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -84,11 +87,13 @@ def run_training(case: str, device: str, batch_size: int, warmup: int, steps: in
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     result = {
         "case": case,
         "device": device,
         "params": count_parameters(model),
         "s_per_step": float(np.median(times)),
+        "cpu_s_per_step": float(np.median(cpu_times)),
         "samples_per_s": batch_size / float(np.median(times)),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
@@ -122,10 +127,11 @@ def sequential_prototypes(pos, neg, z_hat, labels, momentum=0.99):
                 bank[m, j] = momentum * bank[m, j] + (1 - momentum) * z_hat[i, m, j]
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def run_reference(batch_size: int) -> dict:
@@ -172,7 +178,8 @@ def run_reference(batch_size: int) -> dict:
         "prototype_max_diff": float(
             max((bank.pos - pos).abs().max(), (bank.neg - neg).abs().max())
         ),
-        "speedup": (naive_s + loop_s) / (ours_s + vector_s),
+        "speedup_wall": (naive_s[0] + loop_s[0]) / (ours_s[0] + vector_s[0]),
+        "speedup_cpu": (naive_s[1] + loop_s[1]) / (ours_s[1] + vector_s[1]),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
@@ -211,20 +218,28 @@ def spawn(case: str, device: str, args: argparse.Namespace) -> dict:
 def report(result: dict) -> None:
     if result["case"] == "loss-reference":
         r = result
+
+        def pair(key: str) -> str:
+            wall, cpu = r[key]
+            return f"{wall:.3f} s ({cpu:.3f} s CPU)"
+
+        print(f"loss-reference, one batch, N = {r['N']} contrastive rows:")
+        print(f"  contrastive fwd+bwd, naive N x N:      {pair('naive_contrastive_s')}")
+        print(f"  contrastive fwd+bwd, ours:             {pair('our_contrastive_s')}")
+        print(f"  contrastive fwd+bwd, ours batch-only:  {pair('our_contrastive_batch_anchors_s')}")
+        print(f"  loss values: naive {r['naive_loss']:.6f}, ours {r['our_loss']:.6f}")
+        print(f"  prototypes, per-sample loop:           {pair('loop_prototypes_s')}")
+        print(f"  prototypes, ours (closed form):        {pair('our_prototypes_s')}")
+        print(f"  prototype max |difference|: {r['prototype_max_diff']:.1e}")
         print(
-            f"loss-reference (N={r['N']}): contrastive fwd+bwd naive {r['naive_contrastive_s']:.2f} s"
-            f" (loss {r['naive_loss']:.6f}) vs ours {r['our_contrastive_s']:.2f} s"
-            f" (loss {r['our_loss']:.6f}); batch-only anchors {r['our_contrastive_batch_anchors_s']:.2f} s"
-        )
-        print(
-            f"  prototypes: loop {r['loop_prototypes_s']:.3f} s vs ours {r['our_prototypes_s']:.4f} s"
-            f" (max diff {r['prototype_max_diff']:.1e}); contrastive+prototypes speed-up "
-            f"{r['speedup']:.1f}x; peak RSS {r['peak_rss_gb']:.2f} GB"
+            f"  speed-up (contrastive + prototypes): {r['speedup_wall']:.1f}x wall, "
+            f"{r['speedup_cpu']:.1f}x CPU; peak RSS {r['peak_rss_gb']:.2f} GB"
         )
         return
     line = (
         f"{result['case']:<22} {result['device']:<4} {result['s_per_step']:7.3f} s/step "
-        f"{result['samples_per_s']:8.1f} samples/s  peak RSS {result['peak_rss_gb']:.2f} GB"
+        f"({result['cpu_s_per_step']:.2f} s CPU) {result['samples_per_s']:7.1f} samples/s  "
+        f"peak RSS {result['peak_rss_gb']:.2f} GB"
     )
     if "cuda_max_allocated_gb" in result:
         line += f"  CUDA max allocated {result['cuda_max_allocated_gb']:.2f} GB"
@@ -249,7 +264,8 @@ def main() -> None:
         return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-        f"median of {args.steps} steps after {args.warmup} warm-up"
+        f"median of {args.steps} steps after {args.warmup} warm-up; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     for case in args.cases.split(","):
         if case not in ALL_CASES:

@@ -26,60 +26,75 @@ class _LogDenominator(torch.autograd.Function):
     ``l = F F^T / tau`` with ``F = [batch; queue]``; anchors are the first ``anchors`` rows.
     The row max is constant for the gradient, as in SupCon (``logits_max.detach()``).
     Gradients reach only ``batch``.
+
+    ``l`` is symmetric, so each block of the anchor-by-anchor part is computed once and
+    serves its rows and its columns. ``E = exp(l - c)`` with one bound ``c >= max l``
+    (Cauchy-Schwarz on the row norms) cannot overflow; then ``max_i = c + log(max_k E_ik)``
+    and ``sum_{k != i} exp(l_ik - max_i) = sum_{k != i} E_ik / max_k E_ik``. The batch rows
+    of ``E`` are kept for the backward pass.
     """
 
     @staticmethod
     def forward(ctx, batch, queue, tau: float, anchors: int, chunk: int):
         feats = torch.cat([batch, queue])
-        log_denom = batch.new_empty(anchors)
-        row_max = batch.new_empty(anchors)
-        denom = batch.new_empty(anchors)
-        for start in range(0, anchors, chunk):
-            stop = min(start + chunk, anchors)
-            logits = feats[start:stop] @ feats.T
-            logits.mul_(1.0 / tau)
-            top = logits.max(dim=1).values
-            logits.sub_(top[:, None]).exp_()
-            _zero_self(logits, start)
-            total = logits.sum(dim=1)
-            denom[start:stop] = total
-            row_max[start:stop] = top
-            log_denom[start:stop] = torch.log(total + EPS)
-        ctx.save_for_backward(batch, queue, row_max, denom)
-        ctx.tau, ctx.chunk = tau, chunk
+        n, n_batch = feats.shape[0], batch.shape[0]
+        bound = feats.norm(dim=1).max().square() / tau
+        scaled = feats / tau
+
+        def exp_logits(r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+            return torch.mm(scaled[r0:r1], feats[c0:c1].T).sub_(bound).exp_()
+
+        row_sum = feats.new_zeros(n)
+        row_top = feats.new_zeros(n)  # max_k E_ik, self included
+        batch_rows = feats.new_empty(n_batch, n)  # E[:n_batch], self-pairs zeroed
+
+        def block(r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+            e = exp_logits(r0, r1, c0, c1)
+            if r0 == c0:  # a diagonal block: the row max counts the self-pair, sums do not
+                row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
+                e.diagonal().zero_()
+            else:
+                row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
+                row_top[c0:c1] = torch.maximum(row_top[c0:c1], e.amax(dim=0))
+            return e
+
+        starts = range(0, anchors, chunk)
+        for r0 in starts:
+            r1 = min(r0 + chunk, anchors)
+            for c0 in range(r0, anchors, chunk):  # upper triangle of the anchor block
+                c1 = min(c0 + chunk, anchors)
+                e = block(r0, r1, c0, c1)
+                row_sum[r0:r1] += e.sum(dim=1)
+                if c0 != r0:
+                    row_sum[c0:c1] += e.sum(dim=0)
+                if r0 < n_batch:
+                    batch_rows[r0 : min(r1, n_batch), c0:c1] = e[: n_batch - r0]
+                if c0 != r0 and c0 < n_batch:
+                    batch_rows[c0 : min(c1, n_batch), r0:r1] = e.T[: n_batch - c0]
+            if anchors < n:  # batch anchors against the queue columns
+                e = exp_logits(r0, r1, anchors, n)
+                row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
+                row_sum[r0:r1] += e.sum(dim=1)
+                batch_rows[r0:r1, anchors:] = e
+        top = row_top[:anchors]
+        denom = row_sum[:anchors] / top
+        ctx.save_for_backward(feats, batch_rows, top, denom)
+        ctx.tau, ctx.anchors = tau, anchors
+        row_max = bound + torch.log(top)
         ctx.mark_non_differentiable(row_max)
-        return log_denom, row_max
+        return torch.log(denom + EPS), row_max
 
     @staticmethod
     def backward(ctx, grad_log_denom, _grad_row_max):
-        batch, queue, row_max, denom = ctx.saved_tensors
-        tau, chunk = ctx.tau, ctx.chunk
-        n_batch, anchors = batch.shape[0], row_max.shape[0]
-        feats = torch.cat([batch, queue])
-        grad = torch.zeros_like(batch)
-        scale = grad_log_denom / (denom + EPS)
-        for start in range(0, anchors, chunk):
-            stop = min(start + chunk, anchors)
-            rows = feats[start:stop]
-            # queue anchors only need the batch columns: the rest has no gradient
-            columns = feats if start < n_batch else batch
-            probs = rows @ columns.T
-            probs.mul_(1.0 / tau).sub_(row_max[start:stop, None]).exp_()
-            _zero_self(probs, start)
-            probs.mul_(scale[start:stop, None])
-            if start < n_batch:
-                own = min(stop, n_batch) - start
-                grad[start : start + own] += probs[:own] @ feats
-            grad += probs[:, :n_batch].T @ rows
-        return grad / tau, None, None, None, None
-
-
-def _zero_self(block: torch.Tensor, start: int) -> None:
-    """Zero the self-pairs of a row block that starts at global row ``start``."""
-    rows = torch.arange(block.shape[0], device=block.device)
-    cols = rows + start
-    keep = cols < block.shape[1]
-    block[rows[keep], cols[keep]] = 0.0
+        feats, batch_rows, top, denom = ctx.saved_tensors
+        n_batch = batch_rows.shape[0]
+        # d log_denom_i / d l_ik = w_i E_ik, with G = diag(w) E and grad = (G + G^T) F / tau
+        w = feats.new_zeros(feats.shape[0])
+        w[: ctx.anchors] = grad_log_denom / (top * (denom + EPS))
+        both = batch_rows @ torch.cat([feats, w[:, None] * feats], dim=1)
+        d = feats.shape[1]
+        grad = w[:n_batch, None] * both[:, :d] + both[:, d:]
+        return grad / ctx.tau, None, None, None, None
 
 
 def supcon_loss(

@@ -32,6 +32,20 @@ def bert_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU mask comes from ``rand`` (about twice as fast as bernoulli).
+
+    Same distribution: each element is kept with probability ``1 - p`` and scaled by
+    ``1 / (1 - p)``. On other devices it is torch's fused dropout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = torch.rand_like(x) >= self.p
+        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """BERT's ``(1 - mask) * -10000`` attention bias ``[B,1,1,L]``; ``None`` means attend all."""
     if mask is None:
@@ -49,14 +63,14 @@ class EncoderLayer(nn.Module):
         if hidden % heads:
             raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
         self.heads = heads
-        self.attention_dropout = attention_dropout
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.attention_out = nn.Linear(hidden, hidden)
         self.attention_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
         self.ffn_in = nn.Linear(hidden, intermediate)
         self.ffn_out = nn.Linear(intermediate, hidden)
         self.ffn_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
+        self.attention_dropout = Dropout(attention_dropout)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         b, length, hidden = x.shape
@@ -64,12 +78,12 @@ class EncoderLayer(nn.Module):
             self.qkv(x).view(b, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
         )
         bias = None if bias is None else bias.to(q.dtype)
-        if self.training and self.attention_dropout > 0:
+        if self.training and self.attention_dropout.p > 0:
             # written out: with dropout, torch's fused kernels fall back to a slower path
             scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
             if bias is not None:
                 scores = scores + bias
-            probs = F.dropout(torch.softmax(scores, dim=-1), self.attention_dropout)
+            probs = self.attention_dropout(torch.softmax(scores, dim=-1))
             context = probs @ v
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
@@ -104,7 +118,7 @@ class TransformerEncoder(nn.Module):
         self.input_proj = nn.Linear(in_dim, hidden)
         self.positions = nn.Embedding(max_positions, hidden)
         self.embedding_norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(hidden, heads, intermediate, dropout, attention_dropout)
             for _ in range(layers)

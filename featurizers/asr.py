@@ -150,11 +150,16 @@ def force_align(audio: np.ndarray, words: list[str], offset: float = 0.0) -> lis
         try:
             decoder.set_align_text(" ".join(_dictionary_word(decoder, w) for w in words))
             decoder.start_utt()
+        except RuntimeError as exc:
+            log.debug("alignment could not start: %s", exc)
+            continue
+        try:
             decoder.process_raw(pcm, full_utt=True)
-            decoder.end_utt()
         except RuntimeError as exc:
             log.debug("alignment failed: %s", exc)
             continue
+        finally:
+            decoder.end_utt()  # always, or the cached decoder is stuck inside an utterance
         segments = decoder.seg()
         if segments is None:
             continue

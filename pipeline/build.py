@@ -83,7 +83,9 @@ def read_labels(path: str | Path) -> LabelTable:
     if not path.is_file():
         raise PipelineError(f"{path}: labels file not found")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{path}: not a readable CSV file ({exc})") from exc
     table.columns = [str(c).strip() for c in table.columns]
@@ -286,7 +288,10 @@ def build_dataset(
     for split, size in summary.split_sizes.items():
         if size == 0:
             log.warning("%s: the %s split is empty (split by %s)", table.path, split, split_source)
-    summary.out = write_packed(out, dataset)
+    try:
+        summary.out = write_packed(out, dataset)
+    except OSError as exc:
+        raise PipelineError(f"{out}: cannot write the dataset there ({exc})") from exc
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -53,11 +53,15 @@ class ClipTask:
 
 @dataclass
 class ExtractSummary:
-    """What a run did. ``failed`` lists ``(clip id, reason)``; ``cached`` clips were skipped."""
+    """What a run did. ``failed`` lists ``(clip id, reason)``; ``cached`` clips were skipped.
+
+    ``partial`` counts failed clips that still got some modalities (e.g. a video without sound).
+    """
 
     total: int = 0
     extracted: int = 0
     cached: int = 0
+    partial: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     errors_file: Path | None = None
@@ -65,7 +69,8 @@ class ExtractSummary:
 
     @property
     def usable(self) -> int:
-        return self.extracted + self.cached
+        """Clips with at least one modality in the store."""
+        return self.extracted + self.cached + self.partial
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -198,8 +203,9 @@ def run_extract(
                     summary.cached += not extracted
                 else:
                     summary.failed.append((record.clip_id, record.error or "failed"))
+                    summary.partial += any(r["status"] == DONE for r in record.results.values())
                     errors.extend(_error_rows(record))
-                report(summary.usable + len(summary.failed), summary.total)
+                report(summary.extracted + summary.cached + len(summary.failed), summary.total)
 
             for refusal in catalog.refusals:
                 record(_refused(refusal), extracted=False)

@@ -63,6 +63,10 @@ def _multihot(tgt: list[list[int]], num_labels: int) -> np.ndarray:
 
 def test_mosei_pt_reads_features_labels_and_masks(tmp_path: Path) -> None:
     raw = _pt_dict(seed=1)
+    for key in PT_KEY.values():
+        raw["train"][key][2, 4:] = 0  # clip 2 of train is 4 steps long, zero-padded after
+        raw["valid"][key][1] = 0  # an all-zero clip keeps an all-ones mask
+    raw["train"]["src-text"][3, 5] = 0  # one modality zero at a step is not padding
     torch.save(raw, tmp_path / "train_valid_test.pt")
     ds = load_dataset("mosei", str(tmp_path))
     assert ds.label_names == MOSEI_LABELS and ds.aligned and ds.num_labels == 6
@@ -74,7 +78,11 @@ def test_mosei_pt_reads_features_labels_and_masks(tmp_path: Path) -> None:
             want[~np.isfinite(want)] = 0
             np.testing.assert_array_equal(got.features[m], want)
             assert got.features[m].dtype == np.float32
-            assert (got.masks[m] == 1).all() and got.masks[m].dtype == np.int64
+            assert got.masks[m].dtype == np.int64
+            want_mask = np.ones((SIZES[split], 6), np.int64)
+            if split == "train":
+                want_mask[2, 4:] = 0
+            np.testing.assert_array_equal(got.masks[m], want_mask)
         np.testing.assert_array_equal(got.labels, _multihot(raw[split]["tgt"], 6))
         assert got.ids == [f"{split}-{i}" for i in range(SIZES[split])]
     assert ds.splits["train"].features["audio"][0, 1, 2] == 0.0
@@ -134,8 +142,11 @@ def test_mult_unaligned_takes_labels_from_the_pt_by_position(tmp_path: Path) -> 
     pt = _pt_dict(seed=5)
     torch.save(pt, tmp_path / "train_valid_test.pt")
     mult = _mult_dict(seed=6, lengths={"text": 5, "visual": 12, "audio": 12})
+    mult["test"]["vision"][0, :3] = 0  # zero padding at the front, visual only
     (tmp_path / "mosei_senti_data_noalign.pkl").write_bytes(pickle.dumps(mult, protocol=4))
     ds = load_dataset("mosei-unaligned", str(tmp_path))
+    assert ds.splits["test"].masks["visual"][0].tolist() == [0] * 3 + [1] * 9
+    assert ds.splits["test"].masks["audio"][0].tolist() == [1] * 12
     assert not ds.aligned and ds.name == "mosei-unaligned"
     assert ds.lengths == {"text": 5, "visual": 12, "audio": 12}
     for split in SPLITS:

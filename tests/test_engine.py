@@ -1,4 +1,4 @@
-"""Engines: a worker that dies costs only its own item; Dask runs the same job into the same store."""
+"""Engines: a dying worker costs only its own item; Dask runs the same job into the same store."""
 
 from __future__ import annotations
 

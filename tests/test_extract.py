@@ -65,7 +65,7 @@ def _bad_inputs(folder: Path) -> None:
     _write_media(folder / "silence.wav", audio=np.zeros(16000))
     _write_media(folder / "one frame.mp4", frames=1)
     _write_media(folder / "4K frame.mp4", frames=1, size=(3840, 2160))
-    shutil.copy(CLIP, folder / "talking head é ü.mp4")
+    shutil.copy(FIXTURES / "frowning_head.mp4", folder / "talking head é ü.mp4")
 
 
 # modality -> whether it succeeds; a failure must be one line naming the file
@@ -85,9 +85,14 @@ EXPECTED = {
 def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path):
     _bad_inputs(tmp_path / "in")
     out = tmp_path / "out"
-    summary = run_extract([tmp_path / "in"], out, modalities="acoustic,visual", workers=1)
+    summary = run_extract(
+        [tmp_path / "in"], out, preset="fast", modalities="acoustic,visual", workers=1
+    )
     assert summary.total == len(EXPECTED)
     assert summary.extracted == 1
+    assert summary.partial == sum(
+        any(e.values()) and not all(e.values()) for e in EXPECTED.values()
+    )
     failed = dict(summary.failed)
     assert sorted(failed) == sorted(n for n, e in EXPECTED.items() if not all(e.values()))
     store = FeatureStore(out)
@@ -101,7 +106,7 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path):
         assert (store.load(name, "acoustic") is not None) == expected["acoustic"]
     assert len(store.load("one frame.mp4", "visual").features) == 1
     nobody = store.load("no audio.mp4", "visual")  # grey frames: nobody in view, rows kept
-    assert len(nobody.features) == 15
+    assert len(nobody.features) == 5  # 15 frames at 30 fps, sampled at 10 fps
     assert (nobody.features[:, nobody.spec.dim_names.index("face_present")] == 0).all()
     face = store.load("talking head é ü.mp4", "visual")
     assert face.features[:, face.spec.dim_names.index("face_present")].mean() > 0.9
@@ -112,7 +117,7 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path):
     failures = sum(not ok for e in EXPECTED.values() for ok in e.values())
     assert len(rows) == failures and {r["clip_id"] for r in rows} == set(failed)
     # a re-run takes every good result from the store and only retries what failed
-    again = run_extract([tmp_path / "in"], out, modalities="acoustic,visual", workers=2)
+    again = run_extract([tmp_path / "in"], out, preset="fast", modalities="acoustic,visual")
     assert again.extracted == 0 and again.cached == 1
     assert dict(again.failed).keys() == failed.keys()
 
@@ -170,6 +175,10 @@ def test_exit_code_is_nonzero_when_nothing_could_be_extracted(tmp_path):
         ["extract", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--modalities", "smell"],
     )
     assert bad.exit_code == 2 and "unknown modality smell" in bad.output
+    preset = CliRunner().invoke(
+        main, ["extract", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--preset", "nope"]
+    )
+    assert preset.exit_code == 2 and "unknown preset 'nope'" in preset.output
 
 
 def _entries(root: Path) -> dict[str, tuple[int, int]]:
@@ -229,7 +238,7 @@ def test_full_default_preset_on_one_fixture(tmp_path):
     clip_dir = FIXTURES / "with_transcript"
     out = tmp_path / "out"
     summary = run_extract(
-        [clip_dir / "talking_head.mp4"],
+        [clip_dir / "frowning_head.mp4"],
         out,
         preset="default",
         workers=1,
@@ -237,10 +246,10 @@ def test_full_default_preset_on_one_fixture(tmp_path):
     )
     assert summary.extracted == 1 and not summary.failed, summary.failed
     store = FeatureStore(out)
-    text = store.load("talking_head.mp4", "text")
-    sentence = (clip_dir / "talking_head.txt").read_text().split()
+    text = store.load("frowning_head.mp4", "text")
+    sentence = (clip_dir / "frowning_head.txt").read_text().split()
     assert text.words == sentence and text.features.shape == (len(sentence), 51)
-    assert store.load("talking_head.mp4", "visual").features.shape[0] >= 140
-    assert store.load("talking_head.mp4", "acoustic").spec.rate == 100.0
+    assert store.load("frowning_head.mp4", "visual").features.shape[0] >= 85  # 3.05 s at 30 fps
+    assert store.load("frowning_head.mp4", "acoustic").spec.rate == 100.0
     assert sorted(p.name for p in summary.exported) == ["acoustic.csd", "text.csd", "visual.csd"]
     assert set(store.specs()) == {"text", "visual", "acoustic"}

@@ -12,7 +12,7 @@ from torch import nn
 from carat.config import CaratConfig
 from carat.contrastive import SupConQueue
 from carat.model import CARAT, count_parameters
-from carat.modules import MLP, SoftResampler, TransformerEncoder
+from carat.modules import MLP, Dropout, SoftResampler, TransformerEncoder
 from carat.prototypes import PrototypeBank
 
 
@@ -239,3 +239,28 @@ def test_state_buffers_are_saved_with_the_weights():
     model = CARAT(tiny_config())
     keys = set(model.state_dict())
     assert {"prototypes.pos", "prototypes.neg", "queue.features", "queue.ids"} <= keys
+
+
+def test_cpu_dropout_keeps_one_minus_p_scaled_and_is_identity_in_eval():
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(200_000)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_training_step_runs_under_bf16_autocast():
+    """The CUDA recipe (bf16 autocast) exercised on CPU: no dtype clash, finite losses."""
+    torch.manual_seed(0)
+    model = CARAT(tiny_config()).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, terms = model.training_step(random_batch())
+        out = model.eval()(random_batch())
+    loss.backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert model.prototypes.pos.dtype == torch.float32
+    assert model.queue.features.dtype == torch.float32
+    assert out.scores.shape == (B, C)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from featurizers import words as words_module
-from featurizers.asr import force_align
+from featurizers.asr import force_align, whisper_model_dir
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
 from featurizers.transcripts import find_sidecar, read_transcript, tokenize
@@ -266,3 +266,28 @@ def test_no_speech_gives_no_words(tmp_path, level):
     noise = np.random.default_rng(0).standard_normal(2 * 16000) * level
     sf.write(path, noise.astype(np.float32), 16000)
     assert get_words(MediaClip(path)) == []
+
+
+# --- the Whisper weights cache ----------------------------------------------------------------
+
+
+def test_whisper_weights_are_joined_once_and_a_broken_join_is_redone(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARAT_CACHE", str(tmp_path))
+    folder = whisper_model_dir()
+    model_bin = folder / "model.bin"
+    assert folder == tmp_path / "whisper-base"
+    assert {p.name for p in folder.iterdir()} == {
+        "model.bin", "config.json", "tokenizer.json", "vocabulary.json",
+    }  # fmt: skip
+    joined_at = model_bin.stat().st_mtime_ns
+    assert whisper_model_dir() == folder and model_bin.stat().st_mtime_ns == joined_at
+    size = model_bin.stat().st_size
+    with open(model_bin, "r+b") as f:  # as if a copy had been cut short
+        f.truncate(size // 2)
+    whisper_model_dir()
+    assert model_bin.stat().st_size == size
+
+
+def test_asr_must_name_a_model_folder(tmp_path):
+    with pytest.raises(MediaError, match="CTranslate2 Whisper model"):
+        whisper_model_dir(str(tmp_path))

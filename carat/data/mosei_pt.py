@@ -2,8 +2,13 @@
 
 A dict with splits ``train``/``valid``/``test``; each split holds ``src-text``, ``src-visual``,
 ``src-audio`` (N arrays ``[L, D]`` or one ``[N, L, D]`` array) and ``tgt`` (N lists
-``[2, e1, ..., ek, 3]`` where ``e - 4`` is the label column).  Masks are all ones, as the
-authors' loader builds them; non-finite values (COVAREP's ``-inf``) become 0.
+``[2, e1, ..., ek, 3]`` where ``e - 4`` is the label column).  Non-finite values (COVAREP's
+``-inf``) become 0, as in the authors' loader.
+
+The file stores no lengths; the authors' loader uses all-ones masks.  We mark as padding the
+steps where every modality is exactly zero (see :func:`nonzero_step_masks`).  The ``paper``
+presets (``model.mask_padding: false``) ignore masks, so they still see what the authors' model
+saw; presets that mask padding get real masks.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from carat.data.formats import CARAT_PT, M3ED_LABELS, MOSEI_LABELS, FileFormat, data_error
 from carat.data.safe_pickle import load_file
-from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData, full_masks
+from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,25 @@ def finite_float32(x: np.ndarray, path: str | Path, what: str) -> np.ndarray:
         log.info("%s: %s has %d non-finite values, set to 0", path, what, int(bad.sum()))
         x = np.where(bad, np.float32(0), x)
     return x
+
+
+def nonzero_step_masks(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """int64 ``[N, L]`` masks: 1 where a step holds any nonzero value, 0 for zero padding.
+
+    When all modalities share their steps (aligned data) a step is real if any modality is
+    nonzero there.  A clip with no nonzero step keeps an all-ones mask, so that attention
+    always has something to attend to.
+    """
+    nonzero = {m: (x != 0).any(axis=2) for m, x in features.items()}
+    if len({x.shape[1] for x in features.values()}) == 1:
+        shared = np.logical_or.reduce(list(nonzero.values()))
+        nonzero = {m: shared for m in features}
+    masks = {}
+    for m, real in nonzero.items():
+        mask = real.astype(np.int64)
+        mask[~real.any(axis=1)] = 1
+        masks[m] = mask
+    return masks
 
 
 def stack_items(items: Any, path: str | Path, what: str, fmt: FileFormat) -> np.ndarray:
@@ -136,7 +160,7 @@ def dataset_from_pt(
             raise data_error(path, f"split '{split}' has unequal counts {counts}", fmt)
         splits[split] = SplitData(
             features=features,
-            masks=full_masks(features),
+            masks=nonzero_step_masks(features),
             labels=labels,
             ids=_split_ids(part, split, len(labels)),
         )

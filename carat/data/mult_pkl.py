@@ -4,6 +4,7 @@ Each split holds ``text``, ``vision``, ``audio`` arrays and ``id``; the ``labels
 sentiment only, so the emotion labels come from the CARAT ``train_valid_test.pt``.  The authors
 pair the two files by row position without checking; we join by clip id where both files have
 ids, fall back to position only when the counts agree, and refuse any count mismatch.
+Masks mark zero padding as in :func:`carat.data.mosei_pt.nonzero_step_masks`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from carat.data.formats import CARAT_PT, MOSEI_LABELS, MULT_PKL, data_error
-from carat.data.mosei_pt import pt_labels, stack_items
+from carat.data.mosei_pt import nonzero_step_masks, pt_labels, stack_items
 from carat.data.safe_pickle import load_file
-from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData, full_masks
+from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData
 from carat.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def dataset_from_mult(raw: Any, path: str | Path, labels_path: str | Path) -> Mu
         order = _join_order(n, ids, label_ids, path, labels_path, split)
         splits[split] = SplitData(
             features=features,
-            masks=full_masks(features),
+            masks=nonzero_step_masks(features),
             labels=labels[order],
             ids=ids if ids is not None else [f"{split}-{i}" for i in range(n)],
         )
