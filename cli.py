@@ -48,7 +48,9 @@ def main(verbose: int) -> None:
 @click.option("--transcript", type=click.Path(), help="Transcript of the one clip given.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per clip and label).")
-@click.option("--explain", is_flag=True, help="Add leave-one-modality-out probability deltas.")
+@click.option(
+    "--explain", is_flag=True, help="Add each label's probability change without each modality."
+)
 @click.option("--cache", type=click.Path(file_okay=False), help="Feature cache [$CARAT_CACHE].")
 @user_errors
 def predict(
@@ -63,11 +65,24 @@ def predict(
     """Predict the emotions of clips (files, folders, list files or archives) with a model."""
     import json
 
+    from tqdm import tqdm
+
     from pipeline.predict import format_table, predict_clips, to_csv
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are alternatives; give one")
-    results = predict_clips(inputs, model_dir, transcript, cache_dir=cache, explain=explain)
+    bar = tqdm(unit="clip", disable=None, leave=False)  # shown on a terminal only
+
+    def progress(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    try:
+        results = predict_clips(
+            inputs, model_dir, transcript, cache_dir=cache, explain=explain, progress=progress
+        )
+    finally:
+        bar.close()
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_csv:

@@ -12,7 +12,7 @@
    and 2 workers, with and without speech recognition: RTF = media seconds / wall seconds, worker
    start-up and model loading included.
 4. Peak RSS of a whole extraction (no ASR unless --rss-asr) of a 60-s and a 240-s clip, each in a
-   fresh subprocess, one worker in-process.
+   fresh subprocess, one worker in-process (``--rss-modalities`` splits it by modality).
 """
 
 from __future__ import annotations
@@ -114,8 +114,7 @@ def whole_rtf(clip: Path, duration: float, workers: int, asr: bool, work: Path) 
     )
 
 
-def peak_rss(clip: Path, asr: bool) -> None:
-    modalities = "acoustic,visual,text"
+def peak_rss(clip: Path, modalities: str) -> None:
     code = (
         "import resource, sys, json; sys.path.insert(0, sys.argv[3]);"
         "from pipeline.extract import ClipTask, preset_factory, process_clip;"
@@ -139,7 +138,8 @@ def peak_rss(clip: Path, asr: bool) -> None:
         wall = time.perf_counter() - started
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(
-        f"peak RSS {clip.name:24s} {result['rss_mb']:7.0f} MB  ({wall:.0f} s, {result['status']})"
+        f"peak RSS {clip.name:24s} {modalities:20s} {result['rss_mb']:7.0f} MB  "
+        f"({wall:.0f} s, {result['status']})"
     )
 
 
@@ -152,6 +152,11 @@ def main() -> None:
     parser.add_argument("--skip-featurizers", action="store_true")
     parser.add_argument("--skip-whole", action="store_true")
     parser.add_argument("--rss-asr", action="store_true", help="ASR in the peak-RSS runs too")
+    parser.add_argument(
+        "--rss-modalities",
+        default="acoustic,visual,text",
+        help="';'-separated modality sets, one fresh process each, e.g. 'acoustic;visual;text'",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -172,12 +177,14 @@ def main() -> None:
                     whole_rtf(long_clip, duration, workers, asr=True, work=work)
         print("\n== peak memory, fresh process, whole extraction of one clip ==")
         rss_60 = transcript_clip if not args.rss_asr else long_clip
-        peak_rss(rss_60, args.rss_asr)
+        for modalities in args.rss_modalities.split(";"):
+            peak_rss(rss_60, modalities)
         if args.long_seconds:
             long240 = work / "talking_head_240s.mp4"
             loop_clip(FIXTURE, long240, args.long_seconds)
             target = long240 if args.rss_asr else with_transcript(long240, work / "sidecar240")
-            peak_rss(target, args.rss_asr)
+            for modalities in args.rss_modalities.split(";"):
+                peak_rss(target, modalities)
         print(f"\nself peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -13,6 +13,7 @@ A step is forward + every loss + backward + ``torch.optim.AdamW`` step. On CUDA 
 training cases also run under bf16 autocast. Usage::
 
     python bench/train_step.py [--quick] [--steps N] [--batch-size 64] [--cases a,b]
+                               [--threads N]
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def spawn(case: str, device: str, args: argparse.Namespace) -> dict:
         str(args.steps),
         "--warmup",
         str(args.warmup),
+        "--threads",
+        str(args.threads),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
@@ -253,12 +256,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cases", default=",".join(ALL_CASES))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.warmup = 2, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         child(args)
         return

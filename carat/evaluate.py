@@ -89,21 +89,23 @@ def predict_split(
 
 def check_compatible(info: ModelInfo, dataset: MultimodalDataset, model_dir: Path) -> None:
     """Refuse a dataset whose labels or feature dims differ from what the model was trained on."""
+    where = dataset.source or dataset.name
+    kind = "aligned" if info.config.model.aligned else "unaligned"
     if list(info.label_names) != list(dataset.label_names):
         raise CaratError(
             f"{model_dir}: the model predicts labels {info.label_names} but dataset "
-            f"{dataset.source or dataset.name} has {dataset.label_names}; evaluate on the same labels"
+            f"{where} has {dataset.label_names}; evaluate on the same labels"
         )
     dims = info.config.model.dims
     if dict(dims) != dataset.dims:
         raise CaratError(
             f"{model_dir}: the model expects feature dims {dict(dims)} but dataset "
-            f"{dataset.source or dataset.name} has {dataset.dims}; use features built the same way"
+            f"{where} has {dataset.dims}; use features built the same way"
         )
     if info.config.model.aligned != dataset.aligned:
         raise CaratError(
-            f"{model_dir}: the model was trained on {'aligned' if info.config.model.aligned else 'unaligned'}"
-            f" data but dataset {dataset.source or dataset.name} is not; use the matching dataset"
+            f"{model_dir}: the model was trained on {kind} data but dataset {where} is not; "
+            "use the matching dataset"
         )
 
 

@@ -130,7 +130,8 @@ class CARAT(nn.Module):
         self.classifiers = nn.ParameterList(kaiming_rows(c, d) for _ in MODALITIES)
         if ab.agg:
             self.aggregator = MLP([c * d, AGG_HIDDEN, c])
-        self.prototypes = PrototypeBank(len(MODALITIES), c, self.latent_dim, mc.proto_momentum)
+        if ab.first_level:  # the prototypes only feed the first level
+            self.prototypes = PrototypeBank(len(MODALITIES), c, self.latent_dim, mc.proto_momentum)
         if ab.contrastive:
             cc = cfg.contrastive
             self.queue = SupConQueue(

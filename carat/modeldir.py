@@ -172,7 +172,13 @@ def _format_value(value: Any) -> str:
 def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     test = metrics.get("test", {})
     rows = [f"| {name} | {_format_value(test[name])} |" for name in SUMMARY_METRICS if name in test]
-    return ["| metric (test) | value |", "|---|---|", *rows] if rows else ["(not evaluated yet)"]
+    if not rows:
+        return ["(not evaluated yet)"]
+    per_seed = [
+        f"- seed {seed}: test micro-F1 {run['test']['micro_f1']:.4f}, epoch {run['best_epoch']}"
+        for seed, run in metrics.get("per_seed", {}).items()
+    ]
+    return ["| metric (test) | value |", "|---|---|", *rows, "", *per_seed]
 
 
 def _feature_lines(feature_spec: dict[str, Any] | None) -> list[str]:
@@ -203,7 +209,8 @@ def model_card(info: ModelInfo) -> str:
         "",
         "## Metrics",
         f"Seeds: {', '.join(str(s) for s in seeds)} (mean ± std over seeds where several ran). "
-        f"Threshold {info.threshold:.2f}; best epoch chosen on validation micro-F1; test scored once.",
+        f"Threshold {info.threshold:.2f}; best epoch chosen on validation micro-F1; "
+        "test scored once.",
         "Precision and recall are the true micro values (the authors' code reports them swapped).",
         "",
         *_metrics_table(info.metrics),
@@ -215,8 +222,10 @@ def model_card(info: ModelInfo) -> str:
         "## Limits",
         "- Labels reflect the annotators of the training data; emotions are inferred from",
         "  expression, not felt states. Do not use it to make decisions about individuals.",
-        "- Scores are not calibrated probabilities; the threshold was fixed or tuned on validation.",
-        "- Accuracy drops on speakers, languages, recording conditions and features unlike training.",
+        "- Scores are not calibrated probabilities; the threshold was fixed or tuned on",
+        "  validation.",
+        "- Accuracy drops on speakers, languages, recording conditions and features unlike",
+        "  the training data's.",
         "",
         "## Features and their licences",
         *_feature_lines(info.feature_spec),

@@ -42,8 +42,8 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
-        keep = torch.rand_like(x) >= self.p
-        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+        dropped = torch.rand_like(x) < self.p  # autograd keeps only this bool mask
+        return x.masked_fill(dropped, 0.0).mul_(1.0 / (1.0 - self.p))
 
 
 def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -80,7 +80,7 @@ class EncoderLayer(nn.Module):
         bias = None if bias is None else bias.to(q.dtype)
         if self.training and self.attention_dropout.p > 0:
             # written out: with dropout, torch's fused kernels fall back to a slower path
-            scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
             if bias is not None:
                 scores = scores + bias
             probs = self.attention_dropout(torch.softmax(scores, dim=-1))

@@ -115,7 +115,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 def build_optimizer(
     model: nn.Module, cfg: OptimConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """The optimizer named by ``cfg.name`` and its scheduler (``None``: BertAdam schedules itself)."""
+    """The optimizer named by ``cfg.name`` and its scheduler (``None``: BertAdam has its own)."""
     groups = parameter_groups(model, cfg.weight_decay)
     if cfg.name == "bertadam":
         optimizer = BertAdam(

@@ -36,8 +36,10 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from carat import distributed
 from carat.config import CaratConfig, ConfigError, load_config
 from carat.data.types import MultimodalDataset
+from carat.distributed import DistContext
 from carat.errors import CaratError
 from carat.evaluate import autocast, make_batch, predict_split, resolve_device
 from carat.metrics import SUMMARY_METRICS, score_metrics, tune_threshold
@@ -225,15 +227,18 @@ class _SeedTrainer:
         architecture: str,
         fingerprint: str,
         progress: bool,
+        ctx: DistContext | None = None,
     ) -> None:
+        self.ctx = ctx
+        self.is_main = ctx is None or ctx.is_main
         self.dataset = dataset
         self.cfg = cfg
         self.seed = seed
         self.seed_dir = seed_dir
         self.architecture = architecture
         self.fingerprint = fingerprint
-        self.progress = progress
-        self.device = resolve_device(cfg.train.device)
+        self.progress = progress and self.is_main
+        self.device = distributed.device_for(ctx, resolve_device(cfg.train.device))
         self.train_split = dataset.splits["train"]
         batch_size = cfg.train.batch_size
         n_train = len(self.train_split)
@@ -245,12 +250,19 @@ class _SeedTrainer:
                 f"dataset {dataset.name}: {n_train} training samples are fewer than one batch "
                 f"of {batch_size}; lower --batch-size"
             )
+        self.local_batch = distributed.local_batch_size(ctx, batch_size)
+        if ctx is not None and not cfg.train.drop_last:
+            raise CaratError("distributed training needs train.drop_last: true (equal batches)")
 
         seed_everything(seed)
         self.model = build_model(cfg, architecture).to(self.device)
         streams = np.random.SeedSequence(seed).spawn(2)
         self.model.rng = np.random.default_rng(streams[0])
         self.order_rng = np.random.default_rng(streams[1])
+        if ctx is not None:
+            distributed.broadcast_parameters(self.model)
+            distributed.share_state_updates(self.model)
+            torch.manual_seed(seed + 7919 * ctx.rank)  # each rank its own dropout masks
         self.optimizer, self.scheduler = build_optimizer(
             self.model, cfg.optim, self.steps_per_epoch * cfg.train.epochs
         )
@@ -266,10 +278,15 @@ class _SeedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "rng": _rng_states(self.order_rng, self.model),
+            "rng": self._all_rng_states(),
             "history": self.history,
             "best": self.best,
         }
+
+    def _all_rng_states(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """One process: its RNG states; several: every rank's, in rank order."""
+        states = _rng_states(self.order_rng, self.model)
+        return states if self.ctx is None else distributed.gather_objects(states)
 
     def resume(self) -> None:
         path = self.seed_dir / CHECKPOINT
@@ -285,7 +302,15 @@ class _SeedTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        _restore_rng_states(state["rng"], self.order_rng, self.model)
+        rng = state["rng"]
+        if isinstance(rng, list) != (self.ctx is not None) or (
+            self.ctx is not None and len(rng) != self.ctx.world
+        ):
+            raise CaratError(
+                f"{path}: the checkpoint was written by another number of processes; "
+                "resume with the same torchrun --nproc-per-node"
+            )
+        _restore_rng_states(rng if self.ctx is None else rng[self.ctx.rank], self.order_rng, self.model)
         self.epoch = state["epoch"]
         self.history = state["history"]
         self.best = state["best"]
@@ -304,6 +329,8 @@ class _SeedTrainer:
         )
         for step in bar:
             index = order[step * batch_size : (step + 1) * batch_size]
+            if self.ctx is not None:  # this rank's slice of the global batch
+                index = index[self.ctx.rank * self.local_batch : (self.ctx.rank + 1) * self.local_batch]
             batch = make_batch(self.train_split, index, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device):
@@ -314,6 +341,8 @@ class _SeedTrainer:
                     f"{loss.item()}; check the features for inf/NaN or lower optim.lr"
                 )
             loss.backward()
+            if self.ctx is not None:
+                distributed.average_gradients(self.model, self.ctx)
             if self.cfg.optim.max_grad_norm > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
             self.optimizer.step()
@@ -325,6 +354,12 @@ class _SeedTrainer:
         return {f"train_{key}": value / self.steps_per_epoch for key, value in totals.items()}
 
     def validate(self) -> tuple[dict[str, Any], float]:
+        """Rank 0 scores the validation split; every rank gets its result."""
+        if self.ctx is None:
+            return self._validate()
+        return distributed.broadcast_object(self._validate() if self.is_main else None)
+
+    def _validate(self) -> tuple[dict[str, Any], float]:
         split = self.dataset.splits["valid"]
         preds = predict_split(self.model, split, self.cfg.train.batch_size, self.device)
         threshold = _pick_threshold(self.cfg, split.labels, preds.scores)
@@ -349,8 +384,12 @@ class _SeedTrainer:
                 }
             self.epoch += 1
             self.history.append(row)
-            _write_history(self.seed_dir, self.history)
-            _atomic_torch_save(self.checkpoint(), self.seed_dir / CHECKPOINT)
+            if self.ctx is not None:
+                distributed.check_in_sync(self.model)
+            checkpoint = self.checkpoint()  # every rank takes part (RNG states are gathered)
+            if self.is_main:
+                _write_history(self.seed_dir, self.history)
+                _atomic_torch_save(checkpoint, self.seed_dir / CHECKPOINT)
             log.info(
                 "seed %d epoch %d: train loss %.4f, valid micro-F1 %.4f",
                 self.seed,

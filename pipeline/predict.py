@@ -72,6 +72,7 @@ class ClipPrediction:
     words: list[str] = field(default_factory=list)
     transcript: str | None = None  # the transcript file read, None when speech recognition ran
     cached: bool = False  # every modality came from the feature cache
+    threshold: float | None = None  # the model's: a label is predicted at or above it
     error: str | None = None
 
     @property
@@ -87,6 +88,7 @@ class ClipPrediction:
             "words": self.words,
             "transcript": self.transcript,
             "cached": self.cached,
+            "threshold": self.threshold,
             "error": self.error,
         }
 
@@ -302,6 +304,7 @@ class Predictor:
             words=words,
             transcript=None if source is None else _shown_source(source, clip),
             cached=cached,
+            threshold=self.info.threshold,
         )
 
     def _features(
@@ -388,18 +391,19 @@ def format_table(predictions: Sequence[ClipPrediction]) -> str:
         origin = clip.transcript or "speech recognition"
         lines = [f"{clip.source}", f'  words ({origin}): "{heard}"']
         explain = any(p.deltas is not None for p in clip.labels)
-        header = f"  {'label':<14} {'probability':>11}  {'predicted':<9}  {'driven by':<9}"
+        decision = f"yes at >= {clip.threshold:.2f}" if clip.threshold is not None else "predicted"
+        header = f"  {'label':<14} {'probability':>11}  {decision:<16}  {'driven by':<9}"
         if explain:
             header += "  " + "  ".join(f"{'-' + m:>8}" for m in MODALITIES)
         lines.append(header)
         for p in clip.labels:
             row = (
-                f"  {p.label:<14} {p.probability:>11.3f}  {'yes' if p.predicted else 'no':<9}  "
+                f"  {p.label:<14} {p.probability:>11.3f}  {'yes' if p.predicted else 'no':<16}  "
                 f"{p.modality or '-':<9}"
             )
             if p.deltas is not None:
                 row += "  " + "  ".join(f"{p.deltas[m]:>+8.3f}" for m in MODALITIES)
-            lines.append(row)
+            lines.append(row.rstrip())
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

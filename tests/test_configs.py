@@ -26,12 +26,24 @@ ABLATIONS = [
     "no-shuffle",
 ]
 PAPER = ["paper-mosei-aligned", "paper-mosei-unaligned", "paper-m3ed"]
+# Sizes only (never a switch the presets differ in), so each training step takes milliseconds.
+SHRINK = [
+    "model.layers={text: 1, visual: 1, audio: 1}",
+    "model.hidden=32",
+    "model.heads=2",
+    "model.intermediate=32",
+    "model.latent=16",
+    "model.ctc_out_len=10",
+    "contrastive.queue_size=64",
+]
 
 
 def tiny_dataset(num_labels: int, aligned: bool, n: int = 4) -> MultimodalDataset:
     rng = np.random.default_rng(0)
     dims = {"text": 12, "visual": 5, "audio": 7}
-    lengths = {"text": 6, "visual": 6, "audio": 6} if aligned else {"text": 5, "visual": 9, "audio": 8}
+    lengths = (
+        {"text": 6, "visual": 6, "audio": 6} if aligned else {"text": 5, "visual": 9, "audio": 8}
+    )
     features = {m: rng.normal(size=(n, lengths[m], dims[m])).astype(np.float32) for m in MODALITIES}
     masks = {m: np.ones((n, lengths[m]), np.int64) for m in MODALITIES}
     labels = (rng.random((n, num_labels)) < 0.5).astype(np.float32)
@@ -39,7 +51,10 @@ def tiny_dataset(num_labels: int, aligned: bool, n: int = 4) -> MultimodalDatase
     labels[1] = 0.0
     split = SplitData(features, masks, labels, [str(i) for i in range(n)])
     return MultimodalDataset(
-        "tiny", {s: split for s in ("train", "valid", "test")}, [f"l{i}" for i in range(num_labels)], aligned
+        "tiny",
+        {s: split for s in ("train", "valid", "test")},
+        [f"l{i}" for i in range(num_labels)],
+        aligned,
     )
 
 
@@ -48,10 +63,23 @@ def test_all_presets_are_present():
     assert {*PAPER, "synthetic", *(f"ablation-{a}" for a in ABLATIONS)} <= names
 
 
+def tiny_dataset_for(preset: str) -> MultimodalDataset:
+    return tiny_dataset(
+        7 if preset == "paper-m3ed" else 6, aligned=preset != "paper-mosei-unaligned"
+    )
+
+
+@pytest.mark.parametrize("preset", PAPER)
+def test_paper_presets_build_at_full_size(preset):
+    cfg = fit_to_dataset(load_config(preset), tiny_dataset_for(preset))
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 5_000_000
+
+
 @pytest.mark.parametrize("preset", [*PAPER, "synthetic", *(f"ablation-{a}" for a in ABLATIONS)])
 def test_preset_builds_and_trains_two_steps(preset):
-    cfg = load_config(preset)
-    dataset = tiny_dataset(7 if preset == "paper-m3ed" else 6, aligned=preset != "paper-mosei-unaligned")
+    cfg = load_config(preset, SHRINK)
+    dataset = tiny_dataset_for(preset)
     fit_to_dataset(cfg, dataset)
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -106,7 +134,9 @@ def test_every_quirk_is_a_named_switch():
     model = build_model(fit_to_dataset(cfg, tiny_dataset(6, True)))
     optimizer, _ = build_optimizer(model, cfg.optim, 10)
     assert isinstance(optimizer, torch.optim.AdamW)
-    assert isinstance(build_optimizer(model, load_config("paper-mosei-aligned").optim, 10)[0], BertAdam)
+    assert isinstance(
+        build_optimizer(model, load_config("paper-mosei-aligned").optim, 10)[0], BertAdam
+    )
 
 
 def test_ablation_configs_flip_only_ablation_switches():

@@ -50,7 +50,9 @@ def test_against_sklearn_on_random_matrices():
     pred = (rng.random((200, 6)) < 0.4).astype(int)
     m = multilabel_metrics(truth, pred)
     kw = {"zero_division": 0}
-    assert m["micro_precision"] == pytest.approx(precision_score(truth, pred, average="micro", **kw))
+    assert m["micro_precision"] == pytest.approx(
+        precision_score(truth, pred, average="micro", **kw)
+    )
     assert m["micro_recall"] == pytest.approx(recall_score(truth, pred, average="micro", **kw))
     assert m["micro_f1"] == pytest.approx(f1_score(truth, pred, average="micro", **kw))
     assert m["macro_f1"] == pytest.approx(f1_score(truth, pred, average="macro", **kw))

@@ -114,6 +114,7 @@ def test_reconstruction_levels_are_rewired_when_removed():
     with torch.no_grad():
         inter = no_first.encode(batch)
     assert inter.frr is None and inter.intrinsic is None
+    assert not hasattr(no_first, "prototypes")  # they only feed the first level
     joined = inter.lsr.permute(0, 2, 1, 3).flatten(2)
     torch.testing.assert_close(inter.srr[:, 1], no_first.reconstructors[1](joined))
 
