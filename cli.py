@@ -272,6 +272,8 @@ def train(
         device=device,
     )
     result = run_training(data, cfg, out, seeds=seeds, architecture=arch)
+    if not result.is_main:  # other ranks of a torchrun job stay quiet
+        return
     click.echo(f"run directory: {result.run_dir}")
     click.echo(f"model:         {result.model_dir}")
     click.echo(f"metrics:       {result.run_dir / 'metrics.json'}")

@@ -145,8 +145,28 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         elif isinstance(default, dict) and isinstance(value, dict):
             kwargs[name] = {**default, **value}
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, default, known[name].type, f"{where}{name}")
     return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, annotation: Any, key: str) -> Any:
+    """Give a YAML value the type of the field's default.
+
+    YAML 1.1 reads ``5e-3`` as a string and ``1`` as an int; a float field must still get a float.
+    Fields annotated to accept a string too (``eval.threshold``: a number or "tune") keep strings
+    that do not parse as numbers.
+    """
+    if isinstance(default, bool) or default is None or isinstance(value, bool):
+        return value
+    if isinstance(default, float | int) and isinstance(value, str | int | float):
+        try:
+            number = float(value)
+        except ValueError:
+            if "str" in str(annotation):
+                return value
+            raise ConfigError(f"config key {key!r} needs a number, got {value!r}") from None
+        return int(number) if isinstance(default, int) and number.is_integer() else number
+    return value
 
 
 class ConfigError(CaratError, ValueError):

@@ -122,7 +122,9 @@ def check_in_sync(model: nn.Module) -> None:
     total = torch.stack([t.detach().double().sum() for t in model.state_dict().values()]).sum()
     sums = gather_rows(total.reshape(1))
     if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-9, atol=0.0):
-        raise CaratError(f"distributed ranks disagree on the model state: checksums {sums.tolist()}")
+        raise CaratError(
+            f"distributed ranks disagree on the model state: checksums {sums.tolist()}"
+        )
 
 
 def broadcast_object(obj: Any) -> Any:
@@ -142,3 +144,9 @@ def gather_objects(obj: Any) -> list[Any]:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def shutdown(ctx: DistContext | None) -> None:
+    """Leave the process group this module joined."""
+    if ctx is not None and dist.is_initialized():
+        dist.destroy_process_group()

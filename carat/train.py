@@ -85,6 +85,7 @@ class RunResult:
     best_seed: int
     summary: dict[str, Any]
     per_seed: list[SeedResult] = field(default_factory=list)
+    is_main: bool = True  # False on the other ranks of a distributed run
 
 
 def default_preset(dataset_arg: str, dataset: MultimodalDataset) -> str:
@@ -310,7 +311,9 @@ class _SeedTrainer:
                 f"{path}: the checkpoint was written by another number of processes; "
                 "resume with the same torchrun --nproc-per-node"
             )
-        _restore_rng_states(rng if self.ctx is None else rng[self.ctx.rank], self.order_rng, self.model)
+        _restore_rng_states(
+            rng if self.ctx is None else rng[self.ctx.rank], self.order_rng, self.model
+        )
         self.epoch = state["epoch"]
         self.history = state["history"]
         self.best = state["best"]
@@ -330,7 +333,9 @@ class _SeedTrainer:
         for step in bar:
             index = order[step * batch_size : (step + 1) * batch_size]
             if self.ctx is not None:  # this rank's slice of the global batch
-                index = index[self.ctx.rank * self.local_batch : (self.ctx.rank + 1) * self.local_batch]
+                index = index[
+                    self.ctx.rank * self.local_batch : (self.ctx.rank + 1) * self.local_batch
+                ]
             batch = make_batch(self.train_split, index, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device):
@@ -400,7 +405,7 @@ class _SeedTrainer:
             if on_epoch_end is not None:
                 on_epoch_end(self.epoch, row)
 
-    def finish(self) -> SeedResult:
+    def finish(self) -> None:
         """Reload the best epoch's weights, score valid and test once, save model and plots."""
         self.model.load_state_dict(self.best["state"])
         threshold = self.best["threshold"]
@@ -429,7 +434,6 @@ class _SeedTrainer:
         if winners is not None:
             plot_modality_map(winners, self.dataset.label_names, plots / "modality_label_map.png")
         _write_json(self.seed_dir / "metrics.json", seed_metrics)
-        return result
 
     def model_info(self, metrics: dict[str, Any]) -> ModelInfo:
         return ModelInfo(
@@ -514,14 +518,24 @@ def run_training(
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
 ) -> RunResult:
-    """Train one model per seed, pick the best seed on validation, write the run directory."""
+    """Train one model per seed, pick the best seed on validation, write the run directory.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains its share of each batch and
+    rank 0 evaluates and writes the same layout as a single process.
+    """
     run_dir = Path(out_dir)
     seeds = list(seeds) if seeds else [cfg.train.seed]
     cfg.train.seed = seeds[0]
     fit_to_dataset(cfg, dataset)
-    _check_run_dir(run_dir, cfg)
+    ctx = distributed.init_from_env(cfg.train.device)
+    is_main = ctx is None or ctx.is_main
+    if is_main:
+        _check_run_dir(run_dir, cfg)
+    distributed.barrier()
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
+    elif ctx is not None:
+        torch.set_num_threads(1)  # several processes share the cores
     fingerprint = dataset_fingerprint(dataset)
     results = []
     for seed in seeds:
@@ -534,21 +548,27 @@ def run_training(
         seed_cfg = copy.deepcopy(cfg)
         seed_cfg.train.seed = seed
         trainer = _SeedTrainer(
-            dataset, seed_cfg, seed, seed_dir, architecture, fingerprint, progress
+            dataset, seed_cfg, seed, seed_dir, architecture, fingerprint, progress, ctx
         )
         trainer.run(on_epoch_end)
-        results.append(trainer.finish())
+        if is_main:
+            trainer.finish()
+        distributed.barrier()
+        results.append(_seed_result(seed_dir))
 
     summary = summarize(results)
-    best_dir = run_dir / f"seed_{summary['best_seed']}"
     model_dir = run_dir / "model"
-    shutil.copytree(best_dir / "model", model_dir, dirs_exist_ok=True)
-    shutil.copytree(best_dir / "plots", run_dir / "plots", dirs_exist_ok=True)
-    info = read_info(model_dir)
-    info.metrics = summary
-    write_metrics(model_dir, info)
-    _write_json(run_dir / "metrics.json", summary)
-    log.info("run finished: %s", run_dir)
+    if is_main:
+        best_dir = run_dir / f"seed_{summary['best_seed']}"
+        shutil.copytree(best_dir / "model", model_dir, dirs_exist_ok=True)
+        shutil.copytree(best_dir / "plots", run_dir / "plots", dirs_exist_ok=True)
+        info = read_info(model_dir)
+        info.metrics = summary
+        write_metrics(model_dir, info)
+        _write_json(run_dir / "metrics.json", summary)
+        log.info("run finished: %s", run_dir)
+    distributed.barrier()
+    distributed.shutdown(ctx)
     return RunResult(
         run_dir=run_dir,
         model_dir=model_dir,
@@ -556,4 +576,5 @@ def run_training(
         best_seed=summary["best_seed"],
         summary=summary,
         per_seed=results,
+        is_main=is_main,
     )

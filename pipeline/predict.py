@@ -103,7 +103,9 @@ def default_cache_dir() -> Path:
 # --- rebuilding the model's featurizers -------------------------------------------------------
 
 
-def rebuild_featurizers(feature_spec: dict[str, Any] | None, model_dir: Path) -> dict[str, Any]:
+def rebuild_featurizers(
+    feature_spec: dict[str, Any] | None, model_dir: Path
+) -> dict[str, Featurizer]:
     """carat modality -> this install's featurizer with the model's exact spec; or one clear
     PipelineError naming the model, the modality and what differs."""
     if not feature_spec or any(m not in feature_spec for m in MODALITIES):
@@ -112,7 +114,7 @@ def rebuild_featurizers(feature_spec: dict[str, Any] | None, model_dir: Path) ->
             "file, not on features from `carat-cli extract`), so predict cannot rebuild its "
             "features; train on a dataset built with `carat-cli align`"
         )
-    featurizers = {}
+    featurizers: dict[str, Featurizer] = {}
     for modality in MODALITIES:
         saved = FeaturizerSpec.from_dict(feature_spec[modality])
         featurizer = _featurizer_like(saved)
