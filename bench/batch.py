@@ -21,6 +21,10 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, LocalEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,8 +52,14 @@ def build_archive(path: Path, count: int) -> float:
 
 
 def run(
-    engine, started: float, archive: Path, out: Path, modalities: str, label: str, media_s: float
-) -> None:  # noqa: ANN001,E501
+    engine: Engine,
+    started: float,
+    archive: Path,
+    out: Path,
+    modalities: str,
+    label: str,
+    media_s: float,
+) -> None:
     from pipeline.extract import run_extract
 
     startup = time.perf_counter() - started
@@ -62,7 +72,7 @@ def run(
     )
 
 
-def warm_pool(engine) -> None:  # noqa: ANN001
+def warm_pool(engine: LocalEngine) -> None:
     """Have every worker process running (a pool starts them lazily)."""
     futures = [engine.executor.submit(os.getpid) for _ in range(engine.workers * 2)]
     for future in futures:

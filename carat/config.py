@@ -73,8 +73,8 @@ class ModelConfig:
     aligned: bool = True
     ctc_out_len: int = 500  # unaligned soft re-sampling length (50 with "same length")
     mask_padding: bool = False  # False = the authors' all-ones masks
-    # encoder layers over at least this many steps recompute activations in backward
-    # (same result, bounded memory for 500-step unaligned inputs); 0 = never
+    # encoder layers and the unaligned re-sampler, over at least this many steps, recompute
+    # their activations in backward (same result, bounded memory for 500-step inputs); 0 = never
     checkpoint_min_len: int = 256
     proto_momentum: float = 0.99
     loss: LossWeights = field(default_factory=LossWeights)

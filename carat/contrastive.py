@@ -27,8 +27,8 @@ class _LogDenominator(torch.autograd.Function):
     The row max is constant for the gradient, as in SupCon (``logits_max.detach()``).
     Gradients reach only ``batch``.
 
-    ``l`` is symmetric, so each block of the anchor-by-anchor part is computed once and
-    serves its rows and its columns. ``E = exp(l - c)`` with one bound ``c >= max l``
+    ``l`` is symmetric, so each pair of anchors is computed once, in the strip of the
+    earlier one, and serves both rows. ``E = exp(l - c)`` with one bound ``c >= max l``
     (Cauchy-Schwarz on the row norms) cannot overflow; then ``max_i = c + log(max_k E_ik)``
     and ``sum_{k != i} exp(l_ik - max_i) = sum_{k != i} E_ik / max_k E_ik``. The batch rows
     of ``E`` are kept for the backward pass.
@@ -40,42 +40,24 @@ class _LogDenominator(torch.autograd.Function):
         n, n_batch = feats.shape[0], batch.shape[0]
         bound = feats.norm(dim=1).max().square() / tau
         scaled = feats / tau
-
-        def exp_logits(r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-            return torch.mm(scaled[r0:r1], feats[c0:c1].T).sub_(bound).exp_()
-
         row_sum = feats.new_zeros(n)
         row_top = feats.new_zeros(n)  # max_k E_ik, self included
         batch_rows = feats.new_empty(n_batch, n)  # E[:n_batch], self-pairs zeroed
-
-        def block(r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-            e = exp_logits(r0, r1, c0, c1)
-            if r0 == c0:  # a diagonal block: the row max counts the self-pair, sums do not
-                row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
-                e.diagonal().zero_()
-            else:
-                row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
-                row_top[c0:c1] = torch.maximum(row_top[c0:c1], e.amax(dim=0))
-            return e
-
-        starts = range(0, anchors, chunk)
-        for r0 in starts:
+        # one strip per row chunk: its rows against every column from its own diagonal on
+        for r0 in range(0, anchors, chunk):
             r1 = min(r0 + chunk, anchors)
-            for c0 in range(r0, anchors, chunk):  # upper triangle of the anchor block
-                c1 = min(c0 + chunk, anchors)
-                e = block(r0, r1, c0, c1)
-                row_sum[r0:r1] += e.sum(dim=1)
-                if c0 != r0:
-                    row_sum[c0:c1] += e.sum(dim=0)
-                if r0 < n_batch:
-                    batch_rows[r0 : min(r1, n_batch), c0:c1] = e[: n_batch - r0]
-                if c0 != r0 and c0 < n_batch:
-                    batch_rows[c0 : min(c1, n_batch), r0:r1] = e.T[: n_batch - c0]
-            if anchors < n:  # batch anchors against the queue columns
-                e = exp_logits(r0, r1, anchors, n)
-                row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
-                row_sum[r0:r1] += e.sum(dim=1)
-                batch_rows[r0:r1, anchors:] = e
+            e = torch.mm(scaled[r0:r1], feats[r0:].T).sub_(bound).exp_()
+            row_top[r0:r1] = torch.maximum(row_top[r0:r1], e.amax(dim=1))
+            e[:, : r1 - r0].diagonal().zero_()
+            row_sum[r0:r1] += e.sum(dim=1)
+            # the strip's columns that are later anchors: their rows get the transposed part
+            tail = e[:, r1 - r0 : anchors - r0]
+            row_top[r1:anchors] = torch.maximum(row_top[r1:anchors], tail.amax(dim=0))
+            row_sum[r1:anchors] += tail.sum(dim=0)
+            if r0 < n_batch:
+                batch_rows[r0 : min(r1, n_batch), r0:] = e[: n_batch - r0]
+            if r1 < n_batch:
+                batch_rows[r1:n_batch, r0:r1] = e[:, r1 - r0 : n_batch - r0].T
         top = row_top[:anchors]
         denom = row_sum[:anchors] / top
         ctx.save_for_backward(feats, batch_rows, top, denom)

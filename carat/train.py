@@ -293,7 +293,8 @@ class _SeedTrainer:
         path = self.seed_dir / CHECKPOINT
         if not path.exists():
             return
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # on CPU: RNG states must stay there; load_state_dict moves the rest to the device
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state["config"] != self.cfg.to_dict() or state["fingerprint"] != self.fingerprint:
             raise CaratError(
                 f"{path}: this checkpoint belongs to a run with another config or dataset; "

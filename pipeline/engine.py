@@ -164,7 +164,7 @@ class Engine:
                 except BrokenProcessPool:
                     broken.append(pending)
                     continue
-                except Exception as exc:  # noqa: BLE001 - any worker-side error may be transient
+                except Exception as exc:  # any worker-side error may be transient
                     pending.attempts += 1
                     if pending.attempts <= self.retries and not self._is_final(exc):
                         log.info("retrying %s after %s: %s", pending.item, type(exc).__name__, exc)

@@ -27,8 +27,8 @@ from typing import Any
 from featurizers.base import Featurizer, MediaError
 from pipeline.engine import Engine, TaskFailure, make_engine
 from pipeline.errors import PipelineError
-from pipeline.sources import OpenedClip, Refusal, Shard, open_clips, scan
-from pipeline.store import DONE, FAILED, ClipRecord, FeatureStore
+from pipeline.sources import Catalog, OpenedClip, Refusal, Shard, open_clips, scan
+from pipeline.store import DONE, FAILED, ClipRecord, FeatureStore, ManifestWriter
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def process_clip(task: ClipTask) -> dict[str, dict[str, Any]]:
             continue
         except MemoryError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a featurizer bug must not stop the batch
+        except Exception as exc:  # a featurizer bug must not stop the batch
             log.debug("%s: %s failed\n%s", task.clip_id, modality, traceback.format_exc())
             reason = f"{type(exc).__name__} in the {modality} featurizer: {exc}"
             results[modality] = {"status": FAILED, "error": _readable(reason, task)}
@@ -191,68 +191,91 @@ def run_extract(
     report(0, summary.total)
     if isinstance(engine, str):
         engine = make_engine(engine, workers=workers, address=address)
-    spool = _fresh_spool(store.root)
-    errors: list[dict[str, str]] = []
-    try:
-        with store.open_manifest() as manifest:
-
-            def record(record: ClipRecord, extracted: bool) -> None:
-                manifest.append(record)
-                if record.status == DONE:
-                    summary.extracted += extracted
-                    summary.cached += not extracted
-                else:
-                    summary.failed.append((record.clip_id, record.error or "failed"))
-                    summary.partial += any(r["status"] == DONE for r in record.results.values())
-                    errors.extend(_error_rows(record))
-                report(summary.extracted + summary.cached + len(summary.failed), summary.total)
-
+    with store.open_manifest() as manifest:
+        run = _Run(store, manifest, summary, report, factory, spec_keys)
+        spool = _fresh_spool(store.root)
+        try:
             for refusal in catalog.refusals:
-                record(_refused(refusal), extracted=False)
-            opened: dict[str, tuple[OpenedClip, dict[str, dict[str, Any]]]] = {}
-
-            def tasks() -> Iterator[ClipTask]:
-                for clip in open_clips(catalog, spool):
-                    if isinstance(clip, Refusal):
-                        record(_refused(clip), extracted=False)
-                        continue
-                    cached = {
-                        m: {"status": DONE, "entry": store.entry_name(clip.content_hash, key)}
-                        for m, key in spec_keys.items()
-                        if store.has(clip.content_hash, key)
-                    }
-                    todo = tuple(m for m in wanted if m not in cached)
-                    if not todo:
-                        clip.release()
-                        record(_clip_record(clip, cached), extracted=False)
-                        continue
-                    opened[clip.clip_id] = (clip, cached)
-                    yield ClipTask(
-                        clip.clip_id,
-                        str(clip.path),
-                        clip.source,
-                        clip.content_hash,
-                        str(store.root),
-                        factory,
-                        todo,
-                    )
-
+                run.record(_refused(refusal), extracted=False)
             with engine:
-                for task, outcome in engine.map_unordered(process_clip, tasks()):
-                    clip, cached = opened.pop(task.clip_id)
-                    clip.release()
-                    if isinstance(outcome, TaskFailure):
-                        outcome = {
-                            m: {"status": FAILED, "error": outcome.reason} for m in task.modalities
-                        }
-                    record(_clip_record(clip, {**cached, **outcome}), extracted=True)
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
-        summary.errors_file = _write_errors(store.root, errors)
+                for task, outcome in engine.map_unordered(process_clip, run.tasks(catalog, spool)):
+                    run.finish(task, outcome)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+            summary.errors_file = _write_errors(store.root, run.errors)
     if export_csd is not None:
         summary.exported = store.export_csd(export_csd)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class _Run:
+    """One run's bookkeeping: the manifest, the summary, the errors and the clips in flight."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        manifest: ManifestWriter,
+        summary: ExtractSummary,
+        report: Callable[[int, int], None],
+        factory: FeaturizerFactory,
+        spec_keys: dict[str, str],
+    ) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.summary = summary
+        self.report = report
+        self.factory = factory
+        self.spec_keys = spec_keys
+        self.errors: list[dict[str, str]] = []
+        self.in_flight: dict[str, tuple[OpenedClip, dict[str, dict[str, Any]]]] = {}
+
+    def record(self, record: ClipRecord, extracted: bool) -> None:
+        """One clip is finished: manifest line, summary, errors file, progress."""
+        self.manifest.append(record)
+        summary = self.summary
+        if record.status == DONE:
+            summary.extracted += extracted
+            summary.cached += not extracted
+        else:
+            summary.failed.append((record.clip_id, record.error or "failed"))
+            summary.partial += any(r["status"] == DONE for r in record.results.values())
+            self.errors.extend(_error_rows(record))
+        self.report(summary.extracted + summary.cached + len(summary.failed), summary.total)
+
+    def tasks(self, catalog: Catalog, spool: Path) -> Iterator[ClipTask]:
+        """Open clips one by one; record cached and unreadable ones, yield the rest as work."""
+        for clip in open_clips(catalog, spool):
+            if isinstance(clip, Refusal):
+                self.record(_refused(clip), extracted=False)
+                continue
+            cached = {
+                m: {"status": DONE, "entry": self.store.entry_name(clip.content_hash, key)}
+                for m, key in self.spec_keys.items()
+                if self.store.has(clip.content_hash, key)
+            }
+            todo = tuple(m for m in self.spec_keys if m not in cached)
+            if not todo:
+                clip.release()
+                self.record(_clip_record(clip, cached), extracted=False)
+                continue
+            self.in_flight[clip.clip_id] = (clip, cached)
+            yield ClipTask(
+                clip.clip_id,
+                str(clip.path),
+                clip.source,
+                clip.content_hash,
+                str(self.store.root),
+                self.factory,
+                todo,
+            )
+
+    def finish(self, task: ClipTask, outcome: dict[str, dict[str, Any]] | TaskFailure) -> None:
+        clip, cached = self.in_flight.pop(task.clip_id)
+        clip.release()
+        if isinstance(outcome, TaskFailure):
+            outcome = {m: {"status": FAILED, "error": outcome.reason} for m in task.modalities}
+        self.record(_clip_record(clip, {**cached, **outcome}), extracted=True)
 
 
 def _clip_record(clip: OpenedClip, results: dict[str, dict[str, Any]]) -> ClipRecord:

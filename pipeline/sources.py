@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from pipeline.errors import PipelineError
 
@@ -35,6 +36,7 @@ AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus")
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
 SIDECAR_EXTENSIONS = (".txt", ".srt", ".vtt", ".json")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
+ARCHIVE_EXTENSIONS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
 
@@ -169,7 +171,7 @@ def open_clips(catalog: Catalog, spool_root: Path) -> Iterator[OpenedClip | Refu
 
 def is_archive(path: Path) -> bool:
     name = path.name.lower()
-    return name.endswith((".tar", ".tar.gz", ".tgz", ".zip"))
+    return name.endswith(ARCHIVE_EXTENSIONS)
 
 
 def archive_prefix(path: Path) -> str:
@@ -365,7 +367,7 @@ class _Spooler:
         self.digest = hashlib.sha256()
         self.sidecars: dict[str, bytes] = {}
 
-    def write_media(self, stream) -> None:  # noqa: ANN001 - a binary file object
+    def write_media(self, stream: IO[bytes]) -> None:
         with open(self.path, "wb") as out:
             for chunk in iter(lambda: stream.read(_HASH_CHUNK), b""):
                 self.digest.update(chunk)
@@ -399,7 +401,7 @@ class _Spooler:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _read_sidecar(stream, name: str, size: int) -> bytes | None:  # noqa: ANN001
+def _read_sidecar(stream: IO[bytes], name: str, size: int) -> bytes | None:
     if size > MAX_SIDECAR_BYTES:
         log.warning("%s: transcript sidecar over %d bytes ignored", name, MAX_SIDECAR_BYTES)
         return None

@@ -90,7 +90,7 @@ class ManifestWriter:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._handle = open(path, "a", encoding="utf-8")  # closed in close()
 
     def append(self, record: ClipRecord) -> None:
         record.time = record.time or time.time()

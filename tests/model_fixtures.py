@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from carat.config import Ablation, CaratConfig
@@ -34,3 +37,14 @@ def random_batch(seed: int = 0, length: int = L, batch: int = B) -> Batch:
     labels[0] = torch.tensor([1.0, 0.0, 1.0])  # both polarities present for every label
     labels[1] = 1.0 - labels[0]
     return Batch(features=features, masks=masks, labels=labels)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch threads: on tiny tensors more threads only add waiting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

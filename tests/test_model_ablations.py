@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_fixtures import B, C, random_batch, tiny_config
+from model_fixtures import B, C, random_batch, tiny_config, torch_threads
 
 from carat.config import ConfigError
 from carat.model import CARAT
@@ -61,6 +61,12 @@ VARIANTS = {
         ALL_CLF | ALL_MSE | {"contrastive", "agg"},
     ),
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

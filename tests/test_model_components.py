@@ -6,14 +6,21 @@ import math
 
 import pytest
 import torch
-from model_fixtures import DIMS, B, C, random_batch, tiny_config
+from model_fixtures import DIMS, B, C, random_batch, tiny_config, torch_threads
 from torch import nn
 
 from carat.config import CaratConfig
 from carat.contrastive import SupConQueue
+from carat.errors import DataError
 from carat.model import CARAT, count_parameters
 from carat.modules import MLP, Dropout, SoftResampler, TransformerEncoder
 from carat.prototypes import PrototypeBank
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
 
 
 def test_every_intermediate_has_its_shape():
@@ -264,3 +271,28 @@ def test_training_step_runs_under_bf16_autocast():
     assert model.prototypes.pos.dtype == torch.float32
     assert model.queue.features.dtype == torch.float32
     assert out.scores.shape == (B, C)
+
+
+def test_checkpointed_resampler_gives_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    plain = SoftResampler(5, out_len=6).train()
+    recomputed = SoftResampler(5, out_len=6, checkpoint_min_len=4).train()
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 8, 5)
+    outs, grads = [], []
+    for resampler in (plain, recomputed):
+        out = resampler(x)
+        out.pow(2).sum().backward()
+        outs.append(out)
+        grads.append(resampler.lstm.weight_hh_l0.grad)
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_mask_padding_without_masks_is_a_clear_error():
+    cfg = tiny_config()
+    cfg.model.mask_padding = True
+    batch = random_batch()
+    batch.masks = {}
+    with pytest.raises(DataError, match="no text mask"):
+        CARAT(cfg).encode(batch)

@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from model_fixtures import B, C, random_batch, tiny_config
+from model_fixtures import B, C, random_batch, tiny_config, torch_threads
 
 from carat.contrastive import supcon_loss
 from carat.data.types import Batch
 from carat.model import CARAT
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
 
 
 def slow_supcon(feats, ids, queue, queue_ids, tau, base_tau, queue_anchors):

@@ -42,7 +42,7 @@ def small_dataset(
     masks = {m: np.ones((n, 6), np.int64) for m in MODALITIES}
     y = (rng.random((n, len(labels))) < 0.5).astype(np.float32)
     split = SplitData(features, masks, y, [f"clip{i}" for i in range(n)])
-    spec = {"text": {"name": "glove", "version": "1", "params": {"license": "PDDL"}}}
+    spec = {"text": {"name": "text", "version": "1"}, "alignment": {"mode": "word"}}
     return MultimodalDataset(
         "small", {"train": split, "valid": split, "test": split}, list(labels), True, spec, "mem"
     )
@@ -102,7 +102,7 @@ def test_directory_contents_and_card(tmp_path):
     model_dir = save_model(model, tmp_path / "m", info_for(cfg, dataset))
     config = json.loads((model_dir / CONFIG_FILE).read_text())
     assert config["label_names"] == ["happy", "sad", "anger"]
-    assert config["feature_spec"]["text"]["name"] == "glove"
+    assert config["feature_spec"]["text"]["name"] == "text"
     assert config["dataset"]["fingerprint"] == dataset_fingerprint(dataset)
     assert config["config"]["model"]["dims"] == {"text": 8, "visual": 4, "audio": 5}
     with safetensors.safe_open(str(model_dir / WEIGHTS_FILE), framework="pt") as handle:

@@ -187,3 +187,42 @@ def test_csd_export_import_round_trip(tmp_path):
         assert b.spec == SPEC
     np.testing.assert_array_equal(copy.load("v1", "text").features, np.eye(3))
     assert Path(written[0]).stat().st_size > 0
+
+
+def test_the_cmu_sdk_reads_our_export(tmp_path):
+    from mmsdk import mmdatasdk
+
+    store = FeatureStore(tmp_path / "store")
+    store.claim_specs({"acoustic": SPEC.to_dict()})
+    with store.open_manifest() as manifest:
+        manifest.append(_record(store, "archive.tar/a.mp4", "aa" * 32, acoustic=_sequence(30, 1)))
+    (path,) = store.export_csd(tmp_path / "csd")
+    dataset = mmdatasdk.mmdataset({"acoustic": str(path)})
+    data = dataset.computational_sequences["acoustic"].data
+    (entry,) = data.keys()  # the SDK sees the percent-encoded id (HDF5 reads "/" as a group)
+    assert entry == "archive.tar%2Fa.mp4"
+    np.testing.assert_array_equal(data[entry]["features"][:], _sequence(30, 1).features)
+    np.testing.assert_array_equal(data[entry]["intervals"][:], _sequence(30, 1).intervals)
+
+
+def test_we_import_what_the_cmu_sdk_writes(tmp_path):
+    from mmsdk import mmdatasdk
+    from mmsdk.mmdatasdk.configurations.metadataconfigs import featuresetMetadataTemplate
+
+    features = np.arange(12, dtype=np.float32).reshape(4, 3)
+    intervals = np.array([[0.0, 0.5], [0.5, 1.0], [1.0, 1.5], [1.5, 2.0]])
+    sequence = mmdatasdk.computational_sequence("COVAREP")
+    sequence.setData({"video1": {"features": features, "intervals": intervals}}, "COVAREP")
+    metadata = {key: "test" for key in featuresetMetadataTemplate}
+    sequence.setMetadata({**metadata, "root name": "COVAREP"}, "COVAREP")
+    sequence.deploy(str(tmp_path / "COVAREP.csd"))
+    store = FeatureStore(tmp_path / "store")
+    assert store.import_csd(tmp_path / "COVAREP.csd", "acoustic") == 1
+    loaded = store.load("video1", "acoustic")
+    np.testing.assert_array_equal(loaded.features, features)
+    np.testing.assert_array_equal(loaded.intervals, intervals)
+    assert loaded.spec.name == "COVAREP" and loaded.spec.dim_names == (
+        "COVAREP_0",
+        "COVAREP_1",
+        "COVAREP_2",
+    )
