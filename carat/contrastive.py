@@ -6,8 +6,9 @@ boolean masks. This module computes the same value without ever holding it:
 * the positive term uses class sums: for anchor i of class c,
   ``sum_{j in P(i)} f_i.f_j = f_i . (S_c - f_i)`` where ``S_c`` sums every vector of class c;
 * the log-denominator ``log(sum_{k != i} exp(l_ik - max_i) + 1e-12)`` is computed in row
-  chunks by a custom autograd function whose backward recomputes each chunk, and skips the
-  queue-by-queue block, which carries no gradient (the queue is detached).
+  strips by a custom autograd function that visits each symmetric pair once and keeps only
+  the batch rows of ``exp(l)`` for its backward pass, one matrix product (the queue is
+  detached, so its rows need no gradient).
 """
 
 from __future__ import annotations

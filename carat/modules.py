@@ -16,6 +16,7 @@ from carat.config import ConfigError
 
 LAYER_NORM_EPS = 1e-12  # BERT / TF style, inside the square root
 INIT_STD = 0.02
+ATTENTION_CHUNK_ELEMENTS = 2**25  # largest attention-score tensor built at once (128 MB)
 
 
 def input_norm(dim: int) -> nn.LayerNorm:
@@ -81,18 +82,35 @@ class EncoderLayer(nn.Module):
         )
         bias = None if bias is None else bias.to(q.dtype)
         if self.training and self.attention_dropout.p > 0:
-            # written out: with dropout, torch's fused kernels fall back to a slower path
-            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-            if bias is not None:
-                scores = scores + bias
-            probs = self.attention_dropout(torch.softmax(scores, dim=-1))
-            context = probs @ v
+            context = self._attend_with_dropout(q, k, v, bias)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         context = context.transpose(1, 2).reshape(b, length, hidden)
         x = self.attention_norm(x + self.dropout(self.attention_out(context)))
         ffn = self.ffn_out(F.gelu(self.ffn_in(x)))
         return self.ffn_norm(x + self.dropout(ffn))
+
+    def _attend_with_dropout(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Attention with dropout on the probabilities, written out (torch's fused kernels
+        fall back to a slower path with dropout), a few heads at a time so that no score
+        tensor exceeds ``ATTENTION_CHUNK_ELEMENTS`` (500-step inputs)."""
+        per_head = q.shape[0] * q.shape[2] * k.shape[2]
+        step = max(1, ATTENTION_CHUNK_ELEMENTS // per_head)
+        q = q * q.shape[-1] ** -0.5
+        contexts = []
+        for h0 in range(0, q.shape[1], step):
+            heads = slice(h0, h0 + step)
+            scores = q[:, heads] @ k[:, heads].transpose(-1, -2)
+            if bias is not None:
+                scores += bias
+            # softmax keeps only its output: drop our reference to the scores at once
+            probs = torch.softmax(scores, dim=-1)
+            del scores
+            contexts.append(self.attention_dropout(probs) @ v[:, heads])
+            del probs
+        return torch.cat(contexts, dim=1)
 
 
 class TransformerEncoder(nn.Module):

@@ -51,7 +51,9 @@ class MultimodalDataset:
     splits: dict[str, SplitData]
     label_names: list[str]
     aligned: bool = True
-    feature_spec: dict[str, Any] | None = None  # modality -> FeaturizerSpec.to_dict(), if built by us
+    feature_spec: dict[str, Any] | None = (
+        None  # modality -> FeaturizerSpec.to_dict(), if built by us
+    )
     source: str = ""  # the file or folder it came from
 
     @property
