@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from featurizers.asr import DEFAULT_ASR, cache_dir
+from featurizers.asr import DEFAULT_ASR, WHISPER_DECODING, cache_dir
 from featurizers.base import FeatureSequence, FeaturizerSpec, MediaError
 from featurizers.words import get_words
 
@@ -274,6 +274,7 @@ class TextFeaturizer:
         params: dict[str, Any] = {
             "vectors": vectors,
             "asr": asr,
+            "asr_decoding": dict(WHISPER_DECODING),
             "align": align,
             "language": language,
         }
