@@ -4,15 +4,18 @@
     .venv/bin/python bench/extract.py --skip-asr --long-seconds 0
 
 1. Builds a >= 60-s clip by looping ``tests/fixtures/talking_head.mp4`` (packets remuxed with
-   PyAV, no re-encoding) plus a copy with its transcript sidecar (the sentence repeated).
-2. Real-time factor (seconds of video per second of wall time) of each featurizer, warm (models
-   loaded and JIT compiled on the short fixture first), each on a fresh clip so its own decoding
-   is included: acoustic, visual, text from the transcript sidecar, text with speech recognition.
+   PyAV, no re-encoding), plus copies with a transcript sidecar: ``.srt`` with one cue per looped
+   sentence (cue times from the fixture's truth json, as benchmark transcripts come with segment
+   times) and plain ``.txt`` (the sentence repeated, no times).
+2. Real-time factor (RTF: seconds of video per second of wall time) of each featurizer, warm
+   (models loaded and JIT compiled on the short fixture first), each on a fresh clip so its own
+   decoding is included, with its CPU-time RTF (steadier on a shared machine): acoustic, visual
+   (default 15 frames/s, and 30), text from the .srt, from the .txt, and with speech recognition.
 3. Whole extraction through ``run_extract`` (default preset) of two copies of the long clip with 1
-   and 2 workers, with and without speech recognition: RTF = media seconds / wall seconds, worker
-   start-up and model loading included.
-4. Peak RSS of a whole extraction (no ASR unless --rss-asr) of a 60-s and a 240-s clip, each in a
-   fresh subprocess, one worker in-process (``--rss-modalities`` splits it by modality).
+   and 2 workers: without speech recognition (.srt, .txt sidecars) and with it. RTF = media
+   seconds / wall seconds, worker start-up and model loading included.
+4. Peak RSS of a whole extraction (.srt sidecar; ASR with --rss-asr) of a 60-s and a 240-s clip,
+   each in a fresh subprocess, one worker in-process (``--rss-modalities`` splits it by modality).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ FIXTURE = ROOT / "tests" / "fixtures" / "talking_head.mp4"
 SENTENCE = (
     (ROOT / "tests" / "fixtures" / "with_transcript" / "talking_head.txt").read_text().strip()
 )
+TRUTH_WORDS = json.loads(FIXTURE.with_suffix(".truth.json").read_text())["words"]
+SIDECARS = (".srt", ".txt")
 
 
 def loop_clip(source: Path, target: Path, seconds: float) -> float:
@@ -60,56 +65,84 @@ def loop_clip(source: Path, target: Path, seconds: float) -> float:
                 packet.dts += shift
                 packet.stream = streams[packet.stream.index]
                 out.mux(packet)
-    (target.with_suffix(".loops")).write_text(str(loops))
+    target.with_suffix(".loops").write_text(str(loops))
+    target.with_suffix(".step").write_text(repr(step))
     return loops * step
 
 
-def with_transcript(clip: Path, folder: Path) -> Path:
+def _srt_time(seconds: float) -> str:
+    millis = int(round(seconds * 1000))
+    hours, minutes, secs = millis // 3_600_000, millis // 60_000 % 60, millis // 1000 % 60
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis % 1000:03d}"
+
+
+def with_transcript(clip: Path, folder: Path, suffix: str) -> Path:
+    """A copy of a looped clip with a sidecar: ``.txt`` (plain) or ``.srt`` (a cue per loop)."""
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / clip.name
     shutil.copy(clip, copy)
     loops = int(clip.with_suffix(".loops").read_text())
-    copy.with_suffix(".txt").write_text(" ".join([SENTENCE] * loops) + "\n")
+    if suffix == ".txt":
+        copy.with_suffix(".txt").write_text(" ".join([SENTENCE] * loops) + "\n")
+    else:
+        step = float(clip.with_suffix(".step").read_text())
+        first, last = TRUTH_WORDS[0]["start"], TRUTH_WORDS[-1]["end"]
+        cues = [
+            f"{k + 1}\n{_srt_time(k * step + first)} --> {_srt_time(k * step + last)}\n{SENTENCE}\n"
+            for k in range(loops)
+        ]
+        copy.with_suffix(".srt").write_text("\n".join(cues))
     return copy
 
 
-def featurizer_rtf(long_clip: Path, transcript_clip: Path, duration: float, asr: bool) -> None:
+def featurizer_rtf(
+    long_clip: Path, sidecar_clips: dict[str, Path], duration: float, asr: bool
+) -> None:
     from featurizers.media import MediaClip
     from featurizers.presets import build_featurizers
+    from featurizers.visual import VisualFeaturizer
 
     featurizers = build_featurizers("default", ["acoustic", "visual", "text"])
+    fps = featurizers["visual"].spec.params["fps"]
     cases = [
         ("acoustic", featurizers["acoustic"], long_clip),
-        ("visual (30 fps)", featurizers["visual"], long_clip),
-        ("text from sidecar transcript", featurizers["text"], transcript_clip),
+        (f"visual ({fps:g} fps, default)", featurizers["visual"], long_clip),
+        ("visual (30 fps)", VisualFeaturizer(fps=30.0), long_clip),
+        ("text, .srt cues aligned", featurizers["text"], sidecar_clips[".srt"]),
+        ("text, .txt aligned", featurizers["text"], sidecar_clips[".txt"]),
     ]
     if asr:
         cases.append(("text with ASR (whisper-base)", featurizers["text"], long_clip))
     warm_with = FIXTURE.parent / "with_transcript" / FIXTURE.name
-    print(f"\n== per featurizer, warm, {duration:.1f}-s clip (decode included) ==")
+    print(f"\n== per featurizer, warm, {duration:.1f}-s clip (decode included), one thread ==")
     for name, featurizer, clip_path in cases:
-        featurizer.extract(MediaClip(warm_with if "sidecar" in name else FIXTURE))
-        started = time.perf_counter()
+        featurizer.extract(MediaClip(warm_with if clip_path != long_clip else FIXTURE))
+        started, cpu = time.perf_counter(), time.process_time()
         rows = len(featurizer.extract(MediaClip(clip_path)).features)
-        wall = time.perf_counter() - started
-        print(f"{name:32s} {wall:7.2f} s  RTF {duration / wall:6.2f}x  ({rows} rows)")
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        print(
+            f"{name:30s} {wall:7.2f} s  RTF {duration / wall:6.2f}x  "
+            f"(CPU {cpu:6.2f} s, {duration / cpu:6.2f}x)  {rows} rows"
+        )
 
 
-def whole_rtf(clip: Path, duration: float, workers: int, asr: bool, work: Path) -> None:
+def whole_rtf(clip: Path, duration: float, workers: int, sidecar: str | None, work: Path) -> None:
+    """``sidecar``: the transcript suffix copied along (None: speech recognition)."""
     from pipeline.extract import run_extract
 
-    folder = work / f"whole-{workers}-{asr}"
+    name = f"whole-{workers}-{(sidecar or '.asr')[1:]}"
+    folder = work / name
     folder.mkdir()
     for i in range(2):
         target = folder / f"copy{i}.mp4"
         target.write_bytes(clip.read_bytes() + bytes(i + 1))  # distinct clips, same content
-        if not asr:
-            target.with_suffix(".txt").write_text(clip.with_suffix(".txt").read_text())
-    summary = run_extract([folder], work / f"store-{workers}-{asr}", workers=workers)
-    label = "with ASR" if asr else "without ASR (sidecar)"
+        if sidecar:
+            shutil.copy(clip.with_suffix(sidecar), target.with_suffix(sidecar))
+    summary = run_extract([folder], work / f"store-{name}", workers=workers)
+    label = f"no ASR ({sidecar} sidecar)" if sidecar else "with ASR"
     rtf = 2 * duration / summary.seconds
     print(
-        f"whole extraction {label:22s} workers={workers}: 2 x {duration:.0f} s in "
+        f"whole extraction {label:20s} workers={workers}: 2 x {duration:.0f} s in "
         f"{summary.seconds:6.1f} s  RTF {rtf:5.2f}x  (failed: {len(summary.failed)})"
     )
 
@@ -162,27 +195,28 @@ def main() -> None:
         work = Path(tmp)
         long_clip = work / "talking_head_60s.mp4"
         duration = loop_clip(FIXTURE, long_clip, args.seconds)
-        transcript_clip = with_transcript(long_clip, work / "sidecar")
+        sidecar_clips = {s: with_transcript(long_clip, work / s[1:], s) for s in SIDECARS}
         print(
             f"clip: {duration:.1f} s ({long_clip.stat().st_size / 1e6:.1f} MB); "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
         if not args.skip_featurizers:
-            featurizer_rtf(long_clip, transcript_clip, duration, asr=not args.skip_asr)
+            featurizer_rtf(long_clip, sidecar_clips, duration, asr=not args.skip_asr)
         if not args.skip_whole:
             print("\n== whole extraction (run_extract, default preset, 2 clips) ==")
             for workers in [int(w) for w in args.workers.split(",")]:
-                whole_rtf(transcript_clip, duration, workers, asr=False, work=work)
+                for sidecar in SIDECARS:
+                    whole_rtf(sidecar_clips[sidecar], duration, workers, sidecar, work=work)
                 if not args.skip_asr:
-                    whole_rtf(long_clip, duration, workers, asr=True, work=work)
+                    whole_rtf(long_clip, duration, workers, None, work=work)
         print("\n== peak memory, fresh process, whole extraction of one clip ==")
-        rss_60 = transcript_clip if not args.rss_asr else long_clip
+        rss_60 = sidecar_clips[".srt"] if not args.rss_asr else long_clip
         for modalities in args.rss_modalities.split(";"):
             peak_rss(rss_60, modalities)
         if args.long_seconds:
             long240 = work / "talking_head_240s.mp4"
             loop_clip(FIXTURE, long240, args.long_seconds)
-            target = long240 if args.rss_asr else with_transcript(long240, work / "sidecar240")
+            target = long240 if args.rss_asr else with_transcript(long240, work / "srt240", ".srt")
             for modalities in args.rss_modalities.split(";"):
                 peak_rss(target, modalities)
         print(f"\nself peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -145,8 +145,8 @@ def transcribe(
 def force_align(audio: np.ndarray, words: list[str], offset: float = 0.0) -> list[Word] | None:
     """Times for an exact word sequence spoken in ``audio`` (16 kHz), or None if it fails.
 
-    Meant for short utterances (a cue, a sentence): pocketsphinx's alignment search gets
-    fragile over tens of seconds. ``offset`` is the time of ``audio[0]`` in the clip.
+    Most reliable on short utterances (a cue, a sentence); over minutes of speech a pass can
+    fail, and the caller then cuts the audio. ``offset`` is the time of ``audio[0]`` in the clip.
     """
     if not words or len(audio) < SAMPLE_RATE // 10:
         return None
