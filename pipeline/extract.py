@@ -279,15 +279,25 @@ class _Run:
 
 
 def _clip_record(clip: OpenedClip, results: dict[str, dict[str, Any]]) -> ClipRecord:
-    failures = [f"{m}: {r['error']}" for m, r in results.items() if r["status"] != DONE]
     return ClipRecord(
         clip_id=clip.clip_id,
         content_hash=clip.content_hash,
         source=clip.source,
-        status=FAILED if failures else DONE,
-        error="; ".join(failures) or None,
+        status=DONE if all(r["status"] == DONE for r in results.values()) else FAILED,
+        error=_summary_line(results),
         results=results,
     )
+
+
+def _summary_line(results: dict[str, dict[str, Any]]) -> str | None:
+    """One line for a clip's failures: a reason shared by every modality is said once."""
+    failures = {m: r["error"] for m, r in results.items() if r["status"] != DONE}
+    if not failures:
+        return None
+    reasons = set(failures.values())
+    if len(failures) == len(results) and len(reasons) == 1:
+        return reasons.pop()
+    return "; ".join(f"{m}: {error}" for m, error in failures.items())
 
 
 def _refused(refusal: Refusal) -> ClipRecord:
