@@ -101,7 +101,9 @@ def featurizer_rtf(
     from featurizers.media import MediaClip
     from featurizers.presets import build_featurizers
     from featurizers.visual import VisualFeaturizer
+    from pipeline.engine import limit_threads
 
+    limit_threads()  # one compute thread, as in an extraction worker
     featurizers = build_featurizers("default", ["acoustic", "visual", "text"])
     fps = featurizers["visual"].spec.params["fps"]
     cases = [
@@ -149,7 +151,7 @@ def whole_rtf(clip: Path, duration: float, workers: int, sidecar: str | None, wo
 
 def peak_rss(clip: Path, modalities: str) -> None:
     code = (
-        "import resource, sys, json; sys.path.insert(0, sys.argv[3]);"
+        "import sys, json; sys.path.insert(0, sys.argv[3]);"
         "from pipeline.extract import ClipTask, preset_factory, process_clip;"
         "from pipeline.sources import scan, open_clips; from pathlib import Path;"
         "cat = scan([sys.argv[1]]); clip = next(open_clips(cat, Path(sys.argv[2]) / 'spool'));"
@@ -157,7 +159,9 @@ def peak_rss(clip: Path, modalities: str) -> None:
         "task = ClipTask(clip.clip_id, str(clip.path), clip.source, clip.content_hash,"
         " sys.argv[2], preset_factory('default', mods), mods);"
         "r = process_clip(task);"
-        "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent
+        "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'));"
+        "print(json.dumps({'rss_mb': int(hwm.split()[1]) / 1024,"
         " 'status': {m: v['status'] for m, v in r.items()}}))"
     )
     with tempfile.TemporaryDirectory() as store:

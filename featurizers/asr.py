@@ -124,19 +124,34 @@ def load_whisper(asr: str = DEFAULT_ASR):  # -> faster_whisper.WhisperModel
 
 
 def transcribe(
-    audio: np.ndarray, asr: str = DEFAULT_ASR, language: str | None = "en"
+    audio: np.ndarray,
+    asr: str = DEFAULT_ASR,
+    language: str | None = "en",
+    word_times: bool = True,
 ) -> list[list[Word]]:
-    """Whisper words with times, grouped by Whisper segment (a pause-delimited utterance)."""
+    """Whisper words with times, grouped by Whisper segment (a pause-delimited utterance).
+
+    ``word_times=False`` skips Whisper's own word timestamps and spreads each segment's words
+    over the segment: for callers that force-align the words anyway. Whisper's word-timestamp
+    pass also moves where the next 30-s window starts, and with it on, Whisper skipped a whole
+    sentence of a 64-s clip that it recognised without it.
+    """
     segments, _info = load_whisper(asr).transcribe(
-        audio, language=language, word_timestamps=True, vad_filter=True, **WHISPER_DECODING
+        audio, language=language, word_timestamps=word_times, vad_filter=True, **WHISPER_DECODING
     )
     groups = []
     for segment in segments:
-        words = []
-        for w in segment.words or []:
-            tokens = tokenize(w.word)
-            if tokens:
-                words.extend(spread_evenly(tokens, float(w.start), float(w.end)))
+        if word_times:
+            words = []
+            for w in segment.words or []:
+                tokens = tokenize(w.word)
+                if tokens:
+                    words.extend(spread_evenly(tokens, float(w.start), float(w.end)))
+        else:
+            tokens = tokenize(segment.text)
+            words = (
+                spread_evenly(tokens, float(segment.start), float(segment.end)) if tokens else []
+            )
         if words:
             groups.append(words)
     return groups

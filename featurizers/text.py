@@ -301,7 +301,7 @@ class TextFeaturizer:
             params["vectors_file"] = file_fingerprint(path)
         names = [f"{prefix}_{i}" for i in range(dim)] + (["oov"] if oov else [])
         self.spec = FeaturizerSpec(
-            name="text", version="1", modality="text", dim_names=tuple(names), rate=None,
+            name="text", version="2", modality="text", dim_names=tuple(names), rate=None,
             params=params,
         )  # fmt: skip
 

@@ -69,12 +69,12 @@ def get_words(
 def _recognise(audio: np.ndarray, asr: str, align: bool, language: str | None) -> list[Word]:
     if _speech_span(audio) is None:
         return []
-    utterances = speech.transcribe(audio, asr, language)
+    utterances = speech.transcribe(audio, asr, language, word_times=not align)
     recognised = [w for utterance in utterances for w in utterance]
     if not align or not recognised:
         return recognised
-    # Whisper's times can be seconds off on long audio, so first align all its words in one
-    # pass; kept when most words stay near Whisper's times (a guard against hallucinated text)
+    # Align all recognised words in one pass (Whisper's segment times are rough); kept when
+    # most words stay near the segment times (a guard against hallucinated text)
     whole = _align_speech(audio, [w.text for w in recognised])
     if whole is not None:
         shifts = [abs(a.start - r.start) for a, r in zip(whole, recognised, strict=True)]

@@ -249,7 +249,8 @@ def test_full_default_preset_on_one_fixture(tmp_path):
     text = store.load("frowning_head.mp4", "text")
     sentence = (clip_dir / "frowning_head.txt").read_text().split()
     assert text.words == sentence and text.features.shape == (len(sentence), 51)
-    assert store.load("frowning_head.mp4", "visual").features.shape[0] >= 85  # 3.05 s at 30 fps
+    visual_rows = store.load("frowning_head.mp4", "visual").features.shape[0]
+    assert abs(visual_rows - 3.05 * 15) <= 2  # 3.05 s at the default 15 frames/s
     assert store.load("frowning_head.mp4", "acoustic").spec.rate == 100.0
     assert sorted(p.name for p in summary.exported) == ["acoustic.csd", "text.csd", "visual.csd"]
     assert set(store.specs()) == {"text", "visual", "acoustic"}

@@ -75,6 +75,7 @@ def test_spec_key_follows_vectors_and_word_settings():
     }
     assert len(keys) == 4
     assert TextFeaturizer().spec.key() == TextFeaturizer().spec.key()
+    assert TextFeaturizer().spec.params["asr_decoding"]["beam_size"] == 1  # in the cache key
 
 
 # --- a user's GloVe / word2vec text file -------------------------------------------------------

@@ -96,6 +96,22 @@ def test_dims_names_and_intervals_agree():
     assert spec.key() != VisualFeaturizer(fps=30).spec.key()
 
 
+def test_face_confidence_refreshed_every_kth_frame_matches_every_frame(talking_head):
+    features, _, _ = talking_head  # the default: the detector every 5th frame of a tracked face
+    every_frame = VisualFeaturizer(confidence_every=1).extract(
+        MediaClip(FIXTURES / "talking_head.mp4")
+    )
+    confidence = DIM_NAMES.index("face_confidence")
+    others = [i for i in range(len(DIM_NAMES)) if i != confidence]
+    np.testing.assert_allclose(features[:, others], every_frame.features[:, others], atol=1e-5)
+    held, fresh = features[:, confidence], every_frame.features[:, confidence]
+    # refreshed rows carry the same score; the held ones stay close to the per-frame score
+    np.testing.assert_allclose(held[::5], fresh[::5], atol=1e-6)
+    assert len(np.unique(held)) < len(np.unique(fresh))
+    assert np.abs(held - fresh).max() < 0.1
+    assert VisualFeaturizer(confidence_every=1).spec.key() != VisualFeaturizer().spec.key()
+
+
 @pytest.mark.parametrize("angles", [(12.0, 0.0, 0.0), (0.0, -20.0, 0.0), (5.0, 15.0, -8.0)])
 def test_head_pose_recovers_a_rotated_head_model(angles):
     """Project the generic head model, turned by known angles, through the assumed camera."""

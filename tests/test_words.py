@@ -223,6 +223,51 @@ def test_long_plain_text_is_cut_at_whisper_utterances(tmp_path, monkeypatch):
     assert max(errors) <= TIME_TOLERANCE, errors
 
 
+def repeated_fixture(tmp_path: Path, times: int) -> tuple[Path, list[dict]]:
+    """A wav of the fixture's sentence said ``times`` times in a row, and its word truth."""
+    audio = MediaClip(CLIP).audio(16000)
+    sf.write(tmp_path / "repeated.wav", np.tile(audio, times), 16000)
+    step = len(audio) / 16000
+    truth = [{**w, "start": w["start"] + k * step} for k in range(times) for w in TRUTH["words"]]
+    return tmp_path / "repeated.wav", truth
+
+
+def assert_times_match(found: list[Word], truth: list[dict]) -> None:
+    assert [w.text for w in found] == [w["word"] for w in truth]
+    errors = [abs(w.start - t["start"]) for w, t in zip(found, truth, strict=True)]
+    assert max(errors) <= TIME_TOLERANCE, max(errors)
+
+
+def test_plain_text_over_30_s_is_aligned_in_one_pass_without_whisper(tmp_path, monkeypatch):
+    clip, truth = repeated_fixture(tmp_path, 8)  # 39 s of speech
+    clip.with_suffix(".txt").write_text(". ".join([TRUTH["sentence"]] * 8))
+
+    def no_whisper(*args, **kwargs):
+        raise AssertionError("speech recognition should not be needed for this transcript")
+
+    monkeypatch.setattr(words_module.speech, "transcribe", no_whisper)
+    assert_times_match(get_words(MediaClip(clip)), truth)
+
+
+def test_whisper_on_a_repeated_sentence_keeps_its_words_and_their_times(tmp_path):
+    # on such audio faster-whisper's default decoding dropped a sentence and Whisper's own
+    # times were several seconds off for whole sentences
+    clip, truth = repeated_fixture(tmp_path, 7)
+    found = get_words(MediaClip(clip))
+    expected = [w["word"] for w in truth]
+    assert word_error_rate(expected, [w.text for w in found]) <= 0.2
+    # every said word should be heard, as the same word, within tolerance of its time
+    unused = list(found)
+    on_time = 0
+    for said in truth:
+        heard = [w for w in unused if w.text == said["word"]]
+        near = [w for w in heard if abs(w.start - said["start"]) <= TIME_TOLERANCE]
+        if near:
+            unused.remove(near[0])
+            on_time += 1
+    assert on_time >= 0.9 * len(truth), f"{on_time} of {len(truth)} words on time"
+
+
 def test_srt_cues_are_aligned_within_each_cue(tmp_path):
     truth = TRUTH["words"]
     cues = [(0, 5), (5, len(truth))]  # "hello my name is alice" / the rest
