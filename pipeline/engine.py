@@ -21,6 +21,7 @@ import functools
 import logging
 import multiprocessing
 import os
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -88,7 +89,7 @@ class _Pending(Generic[T]):
     attempts: int = 0
 
 
-class Engine:
+class Engine(ABC):
     """Runs ``fn`` over items on an executor; subclasses say how the executor is made."""
 
     def __init__(self, retries: int = 2) -> None:
@@ -96,12 +97,13 @@ class Engine:
         self.executor: Executor | None = None
 
     @property
+    @abstractmethod
     def capacity(self) -> int:
         """How many items run at once."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Create the executor."""
 
     def close(self) -> None:
         if self.executor is not None:
@@ -116,9 +118,9 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @abstractmethod
     def _recover(self, victims: list[_Pending[T]]) -> None:
         """Called when the executor broke with ``victims`` in flight."""
-        raise NotImplementedError
 
     def map_unordered(
         self, fn: Callable[[T], R], items: Iterable[T]
