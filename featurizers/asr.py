@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizers.base import MediaError
+from featurizers.cache import cache_dir
 from featurizers.transcripts import Word, spread_evenly, tokenize
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,6 @@ _LETTER_PHONES = {
     "q": "K", "r": "R", "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S",
     "y": "Y", "z": "Z",
 }  # fmt: skip
-
-
-def cache_dir() -> Path:
-    """Where carat keeps files it builds once: ``$CARAT_CACHE`` or ``~/.cache/carat``."""
-    root = os.environ.get("CARAT_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "carat"
 
 
 def whisper_model_dir(asr: str = DEFAULT_ASR) -> Path:

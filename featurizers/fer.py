@@ -98,7 +98,7 @@ class MiniXception(nn.Module):
         return torch.softmax(self.classifier(x).mean(dim=(2, 3)), dim=1)
 
 
-def _arrays(group: h5py.Group) -> dict[str, np.ndarray]:
+def layer_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
     """Every dataset below a Keras layer group, keyed by its last name (``kernel:0`` ...)."""
     arrays: dict[str, np.ndarray] = {}
 
@@ -116,7 +116,9 @@ class _KerasFile:
     def __init__(self, path: Path) -> None:
         with h5py.File(path, "r") as f:
             config = json.loads(f.attrs["model_config"])
-            self.weights = {layer: _arrays(group) for layer, group in f["model_weights"].items()}
+            self.weights = {
+                layer: layer_arrays(group) for layer, group in f["model_weights"].items()
+            }
         self.inputs = {
             layer["name"]: [node[0] for node in layer["inbound_nodes"][0]]
             for layer in config["config"]["layers"]

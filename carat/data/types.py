@@ -71,11 +71,6 @@ class MultimodalDataset:
         return len(self.label_names)
 
 
-def full_masks(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """All-ones masks, as the authors' loaders build them (padding is never marked)."""
-    return {m: np.ones(x.shape[:2], dtype=np.int64) for m, x in features.items()}
-
-
 @dataclass
 class Batch:
     """What the model consumes; tensors live on one device."""
