@@ -77,6 +77,10 @@ class ModelConfig:
     # their activations in backward (same result, bounded memory for 500-step inputs); 0 = never
     checkpoint_min_len: int = 256
     proto_momentum: float = 0.99
+    # training only: each modality of each sample is masked (treated as absent) with this
+    # probability, so that missing modalities and attribution by removal are inputs the model
+    # was trained on; 0 = never (the paper presets)
+    modality_dropout: float = 0.0
     loss: LossWeights = field(default_factory=LossWeights)
     ablation: Ablation = field(default_factory=Ablation)
 

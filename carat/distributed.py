@@ -103,7 +103,13 @@ def share_state_updates(model: nn.Module) -> None:
 
     @functools.wraps(local_update)
     def global_update(inter: Any, labels: torch.Tensor, embeddings: Any, ids: Any) -> None:
-        inter = dataclasses.replace(inter, latent=gather_rows(inter.latent.detach()))
+        # every rank gathers a presence tensor (all ones where a rank's batch is complete)
+        present = inter.present
+        if present is None:
+            present = torch.ones(inter.latent.shape[:2], dtype=torch.bool, device=labels.device)
+        inter = dataclasses.replace(
+            inter, latent=gather_rows(inter.latent.detach()), present=gather_rows(present)
+        )
         if embeddings is not None:
             embeddings, ids = gather_rows(embeddings.detach()), gather_rows(ids)
         local_update(inter, gather_rows(labels), embeddings, ids)

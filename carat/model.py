@@ -6,7 +6,7 @@ label-level features are ``[B,3,C,d]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -53,6 +53,15 @@ class Intermediates:
     final: torch.Tensor  # [B,3,C,d] the last level present: what prediction reads
     level_logits: dict[str, torch.Tensor]  # "lsr" / "frr" / "srr" -> [B,C,3]
     agg_logits: torch.Tensor | None  # [B,3,C] aggregation head on ``final``
+    present: torch.Tensor | None = None  # [B,3] bool; None: every modality of every sample
+
+    @property
+    def used(self) -> torch.Tensor | None:
+        """The modality rows that pooling and aggregation read ``[B,3]``: the present ones, or
+        all three rows (a data-free prior, built from prototypes only) when none is present."""
+        if self.present is None:
+            return None
+        return self.present | ~self.present.any(dim=1, keepdim=True)
 
     @property
     def levels(self) -> dict[str, torch.Tensor]:
@@ -84,6 +93,15 @@ class CARAT(nn.Module):
 
     Classifier terms: the final level always gets ``loss.srr_clf``; ``lsr_clf`` and
     ``aug_clf`` apply to the label-specific / FRR levels only while they are intermediate.
+
+    Missing modalities (``Batch.present``, or an all-padding mask with ``mask_padding``) take a
+    defined path instead of being read as data: an absent modality's label-specific features
+    are never computed from its input; its slot in both reconstruction levels holds its
+    label-agnostic intrinsic vector (the decoded mean of its two prototypes); its classifier and
+    aggregation rows are left out of the max-pool and of the mean; and it adds no loss term,
+    contrastive vector or prototype update. With no modality present the output is the model's
+    data-free prior. ``model.modality_dropout`` masks modalities at random while training so
+    that the model learns this path (0 in the paper presets: their behaviour is unchanged).
     """
 
     def __init__(self, cfg: CaratConfig) -> None:
@@ -92,6 +110,10 @@ class CARAT(nn.Module):
         ab = mc.ablation
         if not (ab.mrm or ab.agg):
             raise ConfigError("model.ablation: mrm and agg cannot both be off (no prediction head)")
+        if not 0.0 <= mc.modality_dropout < 1.0:
+            raise ConfigError(
+                f"model.modality_dropout must be in [0, 1), got {mc.modality_dropout}"
+            )
         self.cfg = cfg
         c, d = mc.num_labels, mc.hidden
         self.latent_dim = mc.latent if ab.encoder_decoder else d
@@ -151,8 +173,32 @@ class CARAT(nn.Module):
 
     def encode(self, batch: Batch) -> Intermediates:
         """Run every stage; training mode uses soft intrinsic vectors, eval mode hard ones."""
+        return self.head(self.label_features(batch), self.presence(batch))
+
+    def label_features(self, batch: Batch) -> torch.Tensor:
+        """Eq. 1 for every modality: ``[B,3,C,d]`` (rows of absent modalities are not used)."""
+        return torch.stack([self._label_features(batch, m) for m in MODALITIES], dim=1)
+
+    def presence(self, batch: Batch) -> torch.Tensor | None:
+        """Which modalities each sample has, ``[B,3]`` bool, or None when all have all three.
+
+        ``batch.present`` when given; else, with ``mask_padding``, a modality whose mask has no
+        real step is absent (no words, no face, no audio); else every modality is present.
+        """
+        present = batch.present
+        if present is None and self.cfg.model.mask_padding:
+            present = torch.stack([self._mask(batch, m).bool().any(dim=1) for m in MODALITIES], 1)
+        if present is None:
+            return None
+        present = torch.as_tensor(present, dtype=torch.bool)
+        return None if bool(present.all()) else present
+
+    def head(self, lsr: torch.Tensor, present: torch.Tensor | None) -> Intermediates:
+        """Everything after the label-wise attention, for the modalities ``present`` ``[B,3]``."""
         ab = self.cfg.model.ablation
-        lsr = torch.stack([self._label_features(batch, m) for m in MODALITIES], dim=1)
+        if present is not None:
+            present = present.to(lsr.device)
+            lsr = lsr.masked_fill(~present[:, :, None, None], 0.0)
         latent = self._per_modality(self.latent_encoders, lsr)
         recon = self._per_modality(self.latent_decoders, latent)
 
@@ -160,13 +206,19 @@ class CARAT(nn.Module):
         if ab.first_level:
             z_hat = F.normalize(latent, dim=-1)
             mix = self.prototypes.intrinsic(z_hat, hard=not self.training)
+            slots = recon
+            if present is not None:
+                absent = ~present[:, :, None, None]
+                mix = torch.where(absent, self.prototypes.neutral().to(mix.dtype), mix)
             intrinsic = self._per_modality(self.latent_decoders, mix)
-            frr = self._first_level(recon, intrinsic)
+            if present is not None:
+                slots = torch.where(absent, intrinsic, recon)
+            frr = self._first_level(slots, intrinsic)
         if ab.second_level:
             srr = self._second_level(lsr if frr is None else frr)
         final = next(x for x in (srr, frr, lsr) if x is not None)
 
-        inter = Intermediates(lsr, latent, recon, intrinsic, frr, srr, final, {}, None)
+        inter = Intermediates(lsr, latent, recon, intrinsic, frr, srr, final, {}, None, present)
         inter.level_logits = {name: self._classify(x) for name, x in inter.levels.items()}
         if ab.agg:
             inter.agg_logits = self._aggregate(final)
@@ -179,13 +231,14 @@ class CARAT(nn.Module):
         """Eq. 16: ``0.5 * (mean_m sigmoid(agg) + sigmoid(max_m logit))`` (or one term alone)."""
         ab = self.cfg.model.ablation
         logits = inter.level_logits[list(inter.levels)[-1]]
+        pooled, winner = max_pool(logits, inter.used)
         terms = []
         if ab.agg:
-            terms.append(torch.sigmoid(inter.agg_logits.float()).mean(dim=1))
+            terms.append(row_mean(torch.sigmoid(inter.agg_logits.float()), inter.used))
         if ab.mrm:
-            terms.append(torch.sigmoid(logits.float().max(dim=-1).values))
+            terms.append(torch.sigmoid(pooled.float()))
         scores = sum(terms) / len(terms)
-        return CaratOutput(scores=scores, modality_logits=logits, winner=logits.argmax(dim=-1))
+        return CaratOutput(scores=scores, modality_logits=logits, winner=winner)
 
     def _label_features(self, batch: Batch, modality: str) -> torch.Tensor:
         x = self.input_norms[modality](batch.features[modality].float())
@@ -243,6 +296,8 @@ class CARAT(nn.Module):
         if batch.labels is None:
             raise ValueError("training_step needs a batch with labels")
         labels = batch.labels.float()
+        if self.cfg.model.modality_dropout > 0:
+            batch = replace(batch, present=self.drop_modalities(batch))
         inter = self.encode(batch)
         terms, embeddings, ids = self.loss_terms(inter, labels)
         weights = self.cfg.model.loss
@@ -251,6 +306,19 @@ class CARAT(nn.Module):
         report = {name: value.detach() for name, value in terms.items()}
         report["total"] = total.detach()
         return total, report
+
+    def drop_modalities(self, batch: Batch) -> torch.Tensor:
+        """The batch's presence with each modality of each sample masked at the
+        ``model.modality_dropout`` rate (independently: a sample may lose all three, which
+        trains the data-free prior)."""
+        rate = self.cfg.model.modality_dropout
+        b = batch.labels.shape[0]
+        device = batch.labels.device
+        present = self.presence(batch)
+        if present is None:
+            present = torch.ones(b, len(MODALITIES), dtype=torch.bool, device=device)
+        dropped = torch.rand(b, len(MODALITIES), device=device) < rate
+        return present.to(device) & ~dropped
 
     def loss_terms(
         self, inter: Intermediates, labels: torch.Tensor
@@ -261,29 +329,45 @@ class CARAT(nn.Module):
         """
         ab = self.cfg.model.ablation
         terms: dict[str, torch.Tensor] = {}
+        present, used = inter.present, inter.used
         if ab.mrm:
             final_name = list(inter.levels)[-1]
             term_of = {"lsr": "lsr_clf", "frr": "aug_clf"}
             for name, logits in inter.level_logits.items():
                 term = "srr_clf" if name == final_name else term_of[name]
-                terms[term] = bce(logits.max(dim=-1).values, labels)
+                terms[term] = bce(max_pool(logits, used)[0], labels)
         embeddings = ids = None
         if ab.contrastive:
             embeddings, ids = self.contrastive_inputs(inter, labels)
-            terms["contrastive"] = self.queue(embeddings, ids)
+            keep = self.contrastive_keep(inter)
+            if keep is None:
+                terms["contrastive"] = self.queue(embeddings, ids)
+            else:
+                terms["contrastive"] = self.queue(embeddings[keep], ids[keep])
         if ab.reconstruction_loss:
             if ab.encoder_decoder:
-                terms["recon_mse"] = modality_mse(inter.recon, inter.lsr)
+                terms["recon_mse"] = modality_mse(inter.recon, inter.lsr, present)
             if inter.frr is not None:
-                terms["aug_mse"] = modality_mse(inter.frr, inter.lsr)
+                terms["aug_mse"] = modality_mse(inter.frr, inter.lsr, present)
             if inter.srr is not None:
-                terms["beta_mse"] = modality_mse(inter.srr, inter.lsr)
+                terms["beta_mse"] = modality_mse(inter.srr, inter.lsr, present)
         if ab.agg:
-            terms["agg"] = bce(inter.agg_logits, labels[:, None, :].expand_as(inter.agg_logits))
+            rows = None if used is None else used[:, :, None].expand_as(inter.agg_logits)
+            targets = labels[:, None, :].expand_as(inter.agg_logits)
+            terms["agg"] = bce(inter.agg_logits, targets, rows)
             if ab.sample_shuffle or ab.modality_shuffle:
-                shuffled, targets = self.shuffle(inter.final, labels)
-                terms["shuffle"] = bce(self._aggregate(shuffled), targets)
+                shuffled, targets, rows = self.shuffle(inter.final, labels, used)
+                terms["shuffle"] = bce(self._aggregate(shuffled), targets, rows)
         return terms, embeddings, ids
+
+    @staticmethod
+    def contrastive_keep(inter: Intermediates) -> torch.Tensor | None:
+        """Which rows of :meth:`contrastive_inputs` belong to present modalities (None: all)."""
+        if inter.present is None:
+            return None
+        b, n_mod = inter.present.shape
+        levels, c = len(inter.levels), inter.lsr.shape[2]
+        return inter.present[:, None, :, None].expand(b, levels, n_mod, c).reshape(-1)
 
     def contrastive_inputs(
         self, inter: Intermediates, labels: torch.Tensor
@@ -307,8 +391,11 @@ class CARAT(nn.Module):
         ids = ids[:, None].expand(b, levels, n_mod, c)
         return feats.reshape(-1, feats.shape[-1]), ids.reshape(-1).float()
 
-    def shuffle(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The shuffled copy of ``x`` ``[B,3,C,d]`` and its targets ``[B,3,C]`` (Eq. 11-13).
+    def shuffle(
+        self, x: torch.Tensor, labels: torch.Tensor, used: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The shuffled copy of ``x`` ``[B,3,C,d]``, its targets ``[B,3,C]`` (Eq. 11-13) and
+        which of its slots come from a used modality row (None: all, when ``used`` is None).
 
         ``out[b,m,l] = x[S[b,m,l], M[b,m,l], l]`` where ``S[:,m,l]`` is a fresh permutation
         of the batch for each (label, modality slot) and ``M[b,:,l]`` a fresh permutation of
@@ -325,7 +412,8 @@ class CARAT(nn.Module):
         s = torch.from_numpy(np.ascontiguousarray(sample.transpose(2, 1, 0))).to(x.device)
         m = torch.from_numpy(np.ascontiguousarray(modality.transpose(1, 2, 0))).to(x.device)
         label = torch.arange(c, device=x.device).expand(b, n_mod, c)
-        return x[s, m, label], labels[s, label]
+        rows = None if used is None else used[s, m]
+        return x[s, m, label], labels[s, label], rows
 
     @torch.no_grad()
     def update_state(
@@ -336,20 +424,59 @@ class CARAT(nn.Module):
         ids: torch.Tensor | None,
     ) -> None:
         """Momentum-update the prototypes (level-0 latents) and enqueue the embeddings."""
+        present = inter.present
+        if present is not None and bool(present.all()):
+            present = None
         if self.cfg.model.ablation.first_level:
-            self.prototypes.update(F.normalize(inter.latent.detach(), dim=-1), labels)
+            self.prototypes.update(F.normalize(inter.latent.detach(), dim=-1), labels, present)
         if embeddings is not None:
+            keep = self.contrastive_keep(replace(inter, present=present))
+            if keep is not None:
+                embeddings, ids = embeddings[keep], ids[keep]
             self.queue.enqueue(embeddings, ids)
 
 
-def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean ``BCEWithLogitsLoss``, in float32."""
-    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+def max_pool(logits: torch.Tensor, used: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4's max over the modalities of ``logits`` ``[B,C,3]``, over the ``used`` rows only:
+    the pooled logits ``[B,C]`` and the winning modality ``[B,C]``."""
+    if used is not None:
+        logits = logits.masked_fill(~used[:, None, :], float("-inf"))
+    pooled = logits.max(dim=-1)
+    return pooled.values, pooled.indices
 
 
-def modality_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``sum_m MSE(x_m, target_m)`` over the modality dim 1 (targets not detached)."""
-    return (x.float() - target.float()).pow(2).mean(dim=(0, 2, 3)).sum()
+def row_mean(x: torch.Tensor, used: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` ``[B,3,C]`` over the used modality rows: ``[B,C]``."""
+    if used is None:
+        return x.mean(dim=1)
+    weight = used.to(x.dtype)[:, :, None]
+    return (x * weight).sum(dim=1) / weight.sum(dim=1)
+
+
+def bce(
+    logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean ``BCEWithLogitsLoss`` in float32, over the ``keep`` entries only when given."""
+    if keep is None:
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+    weight = keep.float()
+    total = F.binary_cross_entropy_with_logits(
+        logits.float(), targets.float(), weight=weight, reduction="sum"
+    )
+    return total / weight.sum().clamp(min=1.0)
+
+
+def modality_mse(
+    x: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``sum_m MSE(x_m, target_m)`` over the modality dim 1 (targets not detached); with
+    ``present`` ``[B,3]``, each modality's mean runs over the samples that have it."""
+    error = (x.float() - target.float()).pow(2)
+    if present is None:
+        return error.mean(dim=(0, 2, 3)).sum()
+    weight = present.float()
+    per_sample = error.mean(dim=(2, 3))  # [B,3]
+    return ((per_sample * weight).sum(dim=0) / weight.sum(dim=0).clamp(min=1.0)).sum()
 
 
 def count_parameters(model: nn.Module) -> int:

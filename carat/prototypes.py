@@ -38,8 +38,15 @@ class PrototypeBank(nn.Module):
         weights = torch.softmax(sims, dim=-1)
         return weights[..., :1] * pos + weights[..., 1:] * neg
 
+    def neutral(self) -> torch.Tensor:
+        """The label-agnostic intrinsic latent ``[M,C,d_z]`` of a modality that is absent: the
+        even mix of its two prototypes (no evidence for either polarity)."""
+        return 0.5 * (self.pos + self.neg)
+
     @torch.no_grad()
-    def update(self, z_hat: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(
+        self, z_hat: torch.Tensor, labels: torch.Tensor, present: torch.Tensor | None = None
+    ) -> None:
         """Eq. 8 for a whole batch at once, equal to the authors' per-sample loop.
 
         The loop runs ``p <- m p + (1 - m) z_i`` over the k samples of the batch that
@@ -47,14 +54,20 @@ class PrototypeBank(nn.Module):
         ``p <- m^k p + sum_r (1 - m) m^(k - 1 - r) z_(r)`` where r is the sample's rank
         among those k. ``z_hat`` ``[B,M,C,d_z]`` (detached, normalised level-0 latents);
         ``labels`` ``[B,C]``, where ``>= 0.5`` counts as positive (``== 1`` for {0, 1} labels).
+        ``present`` ``[B,M]`` (bool): a sample updates only the modalities it has.
         """
         z = z_hat.detach().to(self.pos.dtype)
         positive = (labels >= 0.5).to(z.dtype)  # [B,C]
-        for bank, member in ((self.pos, positive), (self.neg, 1.0 - positive)):
-            count = member.sum(0)  # [C]
-            rank = member.cumsum(0) - member  # rank among this label's members, [B,C]
-            m = torch.as_tensor(self.momentum, dtype=z.dtype, device=z.device)
+        if present is None:
+            members = ((positive, "bc"), (1.0 - positive, "bc"))
+        else:
+            have = present.to(z.dtype)[:, :, None]  # [B,M,1]
+            members = ((positive[:, None] * have, "bmc"), ((1.0 - positive)[:, None] * have, "bmc"))
+        m = torch.as_tensor(self.momentum, dtype=z.dtype, device=z.device)
+        for bank, (member, dims) in zip((self.pos, self.neg), members, strict=True):
+            count = member.sum(0)  # [C] or [M,C]
+            rank = member.cumsum(0) - member  # rank among this label's members
             exponent = (count - 1.0 - rank).clamp(min=0.0)  # non-members: weight 0 below
-            weight = member * (1.0 - m) * m**exponent  # [B,C]
-            bank.mul_((m**count)[None, :, None])
-            bank.add_(torch.einsum("bc,bmcd->mcd", weight, z))
+            weight = member * (1.0 - m) * m**exponent
+            bank.mul_((m**count)[..., None] if dims == "bmc" else (m**count)[None, :, None])
+            bank.add_(torch.einsum(f"{dims},bmcd->mcd", weight, z))

@@ -157,7 +157,7 @@ def test_shuffle_switches_fix_their_own_index(sample, modality):
     x[..., 1] = torch.arange(3)[None, :, None]
     x[..., 2] = torch.arange(C)[None, None, :]
     labels = torch.rand(B, C)
-    out, targets = model.shuffle(x, labels)
+    out, targets, _ = model.shuffle(x, labels)
     src_b, src_m, src_l = out[..., 0].long(), out[..., 1].long(), out[..., 2].long()
     assert torch.equal(src_l, x[..., 2].long())  # labels never move
     assert (

@@ -78,3 +78,6 @@ class Batch:
     features: dict[str, Any] = field(default_factory=dict)  # modality -> float [B, L, D]
     masks: dict[str, Any] = field(default_factory=dict)  # modality -> int64 [B, L]
     labels: Any = None  # float [B, C]
+    # bool [B, 3] in MODALITIES order: which modalities each sample has; None = all of them
+    # (or, with model.mask_padding, those whose mask has a real step)
+    present: Any = None
