@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from model_fixtures import B, random_batch, tiny_config
 
 from carat.attribution import SUBSETS, shapley
 from carat.config import ConfigError
 from carat.data.types import MODALITIES
 from carat.model import CARAT
-from model_fixtures import B, random_batch, tiny_config
 
 
 def trained_a_little(rate: float = 0.5, steps: int = 3, **ablation: bool) -> CARAT:
