@@ -42,35 +42,56 @@ def main(verbose: int) -> None:
 # Commands are added below, one per pipeline stage.
 
 
+SEGMENTS_HELP = (
+    "How to cut a recording into utterances: auto (transcript cues, else speech recognition, "
+    "else voice activity, else fixed windows), transcript, asr, vad, fixed:SECONDS, or none "
+    "(the whole file as one clip)."
+)
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model directory.")
 @click.option("--transcript", type=click.Path(), help="Transcript of the one clip given.")
+@click.option("--segments", default="auto", show_default=True, help=SEGMENTS_HELP)
+@click.option("--min-segment", type=float, help="Shortest segment in seconds (shorter: merged).")
+@click.option("--max-segment", type=float, help="Longest segment in seconds (longer: split).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per clip and label).")
-@click.option(
-    "--explain", is_flag=True, help="Add each label's probability change without each modality."
-)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per segment and label).")
+@click.option("--srt", type=click.Path(dir_okay=False), help="Write emotion subtitles (SRT).")
+@click.option("--vtt", type=click.Path(dir_okay=False), help="Write emotion subtitles (WebVTT).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the timeline plot (PNG).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write an HTML report.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Feature cache [$CARAT_CACHE].")
 @user_errors
 def predict(
     inputs: tuple[str, ...],
     model_dir: str,
     transcript: str | None,
+    segments: str,
+    min_segment: float | None,
+    max_segment: float | None,
     as_json: bool,
     as_csv: bool,
-    explain: bool,
+    srt: str | None,
+    vtt: str | None,
+    plot: str | None,
+    report: str | None,
     cache: str | None,
 ) -> None:
-    """Predict the emotions of clips (files, folders, list files or archives) with a model."""
+    """Predict the emotions of clips or whole recordings (files, folders, list files or
+    archives) with a model: per utterance segment, each label's probability and what each
+    modality contributed to it."""
     import json
 
     from tqdm import tqdm
 
     from pipeline.predict import format_table, predict_clips, to_csv
+    from pipeline.timeline_files import write_timeline_files
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are alternatives; give one")
+    files = {"srt": srt, "vtt": vtt, "plot": plot, "report": report}
     bar = tqdm(unit="clip", disable=None, leave=False)  # shown on a terminal only
 
     def progress(done: int, total: int) -> None:
@@ -79,16 +100,26 @@ def predict(
 
     try:
         results = predict_clips(
-            inputs, model_dir, transcript, cache_dir=cache, explain=explain, progress=progress
+            inputs,
+            model_dir,
+            transcript,
+            cache_dir=cache,
+            progress=progress,
+            segments=segments,
+            min_segment=min_segment,
+            max_segment=max_segment,
         )
     finally:
         bar.close()
+    written = write_timeline_files(results, files)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_csv:
         click.echo(to_csv(results), nl=False)
     else:
         click.echo(format_table(results))
+        for path in written:
+            click.echo(f"wrote {path}")
     failed = [r for r in results if r.error is not None]
     for result in failed:
         click.echo(f"error: {result.error}", err=True)
@@ -122,13 +153,34 @@ def demo(out: str, workers: int | None, epochs: int | None) -> None:
     click.echo(f"predictions:  {result.predictions_file}")
     stages = ", ".join(f"{stage} {s:.0f} s" for stage, s in result.seconds.items())
     click.echo(f"done in {time.perf_counter() - started:.0f} s ({stages})")
-    click.echo(f"next: carat-cli predict YOUR_CLIP.mp4 --model {result.model} --explain")
+    click.echo(
+        f"next: carat-cli predict YOUR_RECORDING.mp4 --model {result.model} "
+        "--srt emotions.srt --report report.html"
+    )
 
 
 @main.command()
 @click.argument("features_dir", type=click.Path())
-@click.option("--labels", required=True, type=click.Path(), help="Labels CSV (clip_id, labels…).")
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(),
+    help="Labels CSV (clip_id, labels…), or interval labels of full videos: a CSV "
+    "(video_id, start, end, labels…) or a labels .csd.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
+@click.option(
+    "--videos",
+    multiple=True,
+    type=click.Path(),
+    help="Interval labels: the full recordings (folder, archive, list file; repeatable).",
+)
+@click.option("--folds", default=None, help="Interval labels: 'mosei' or a JSON folds file.")
+@click.option("--label-names", default=None, help="Interval labels: the labels, e.g. happy,sad.")
+@click.option(
+    "--preset", default="default", show_default=True, help="Interval labels: featurizers."
+)
+@click.option("--workers", type=int, default=None, help="Interval labels: extraction processes.")
 @click.option("--mode", type=click.Choice(["aligned", "unaligned"]), default="aligned")
 @click.option(
     "--max-len",
@@ -151,6 +203,11 @@ def align(
     features_dir: str,
     labels: str,
     out: str,
+    videos: tuple[str, ...],
+    folds: str | None,
+    label_names: str | None,
+    preset: str,
+    workers: int | None,
     mode: str,
     max_len: str | None,
     weighted: bool,
@@ -158,9 +215,13 @@ def align(
     split_rule: str | None,
     strict: bool,
 ) -> None:
-    """Align a feature store to words (or cap it) and join labels into a training dataset."""
+    """Align a feature store to words (or cap it) and join labels into a training dataset.
+
+    With interval labels of full videos, their segments are first extracted from --videos into
+    FEATURES_DIR (cached per segment, resumable)."""
     from pipeline.build import build_dataset, parse_max_len
 
+    names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
     summary = build_dataset(
         features_dir,
         labels,
@@ -171,7 +232,23 @@ def align(
         cap=cap,
         split_rule=split_rule,
         strict=strict,
+        videos=list(videos) or None,
+        folds=folds,
+        label_names=names,
+        extract_options={"preset": preset, "workers": workers},
     )
+    if summary.extract is not None:
+        done = summary.extract
+        click.echo(
+            f"{done.total} segments of {done.recordings} recordings: {done.extracted} extracted, "
+            f"{done.cached} from cache, {len(done.failed)} failed"
+        )
+        for unit_id, reason in done.failed[:20]:
+            click.echo(f"  failed {unit_id}: {reason}", err=True)
+    for problem in summary.problems[:20]:
+        click.echo(f"  left out: {problem}", err=True)
+    if len(summary.problems) > 20:
+        click.echo(f"  ... and {len(summary.problems) - 20} more left out", err=True)
     sizes = ", ".join(f"{split} {n}" for split, n in summary.split_sizes.items())
     click.echo(
         f"{summary.joined} clips joined ({summary.mode}; {sizes}; splits from "
@@ -211,6 +288,7 @@ def synth(out: str, seed: int, n_train: int, n_valid: int, n_test: int, seq_len:
     click.echo(f"wrote {info.path} ({info.path.stat().st_size / 1e6:.1f} MB)")
     click.echo(f"clips:  {sizes}; {info.seq_len} steps, text 300 / visual 35 / audio 74 dims")
     click.echo(f"labels: {counts}")
+    click.echo(f"planted truth (each label's carrier modality): {info.planted_path}")
     click.echo(f"train on it: carat-cli train --dataset mosei --data-dir {out} --out RUN_DIR")
 
 
@@ -314,6 +392,57 @@ def evaluate(
 
 
 @main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--dataset", required=True, help=DATASET_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live.")
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--batch-size", type=int, help="Batch size [default: the model's].")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for attribution_map.png (heat map) and explain.json.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def explain(
+    model_dir: str,
+    dataset: str,
+    data_dir: str | None,
+    split: str,
+    device: str,
+    batch_size: int | None,
+    out: str | None,
+    as_json: bool,
+) -> None:
+    """Which modality carries each label: per label, the mean contribution of each modality
+    over the split's positives, beside the max-pool winner share (the paper's Figure 4); on
+    planted data (`carat-cli synth`), how often each names the planted modality."""
+    import json
+    from pathlib import Path
+
+    from carat.data import load_dataset
+    from carat.explain import explain_model, format_explain
+    from carat.plots import plot_attribution_map
+
+    data = load_dataset(dataset, data_dir)
+    result = explain_model(model_dir, data, split=split, batch_size=batch_size, device=device)
+    record = result.to_dict()
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "explain.json").write_text(json.dumps(record, indent=2) + "\n")
+        plot_attribution_map(result, folder / "attribution_map.png")
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    click.echo(f"{model_dir} on {data.name}/{split} ({result.num_samples} samples):")
+    click.echo(format_explain(result))
+    if out is not None:
+        click.echo(f"wrote {Path(out) / 'attribution_map.png'} and {Path(out) / 'explain.json'}")
+
+
+@main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out", required=True, type=click.Path(), help="Feature store folder.")
 @click.option("--preset", default="default", show_default=True, help="default, contextual, fast.")
@@ -327,6 +456,15 @@ def evaluate(
 @click.option("--address", default=None, help="Dask scheduler, e.g. tcp://HOST:8786.")
 @click.option("--strict", is_flag=True, help="Exit non-zero if any clip failed.")
 @click.option("--export-csd", type=click.Path(), default=None, help="Also write .csd files here.")
+@click.option(
+    "--segments",
+    default="none",
+    show_default=True,
+    help="Cut recordings into utterances: auto|transcript|asr|vad|fixed:SECONDS|none "
+    "(none: whole clips).",
+)
+@click.option("--min-segment", type=float, default=None, help="Shortest segment, seconds.")
+@click.option("--max-segment", type=float, default=None, help="Longest segment, seconds.")
 @user_errors
 def extract(
     inputs: tuple[str, ...],
@@ -340,13 +478,17 @@ def extract(
     address: str | None,
     strict: bool,
     export_csd: str | None,
+    segments: str,
+    min_segment: float | None,
+    max_segment: float | None,
 ) -> None:
     """Extract features of clips, folders, list files or tar/zip archives into a store."""
     from tqdm import tqdm
 
     from pipeline.extract import run_extract
 
-    bar = tqdm(unit="clip", dynamic_ncols=True, smoothing=0.1)
+    unit = "clip" if segments.strip() == "none" else "segment"
+    bar = tqdm(unit=unit, dynamic_ncols=True, smoothing=0.1)
 
     def progress(done: int, total: int) -> None:
         if bar.total != total:
@@ -367,11 +509,15 @@ def extract(
             address=address,
             export_csd=export_csd,
             progress=progress,
+            segments=segments,
+            min_segment=min_segment,
+            max_segment=max_segment,
         )
     finally:
         bar.close()
+    units = f"segments of {summary.recordings} recordings" if summary.segmented else "clips"
     click.echo(
-        f"{summary.total} clips: {summary.extracted} extracted, {summary.cached} from cache, "
+        f"{summary.total} {units}: {summary.extracted} extracted, {summary.cached} from cache, "
         f"{len(summary.failed)} failed ({summary.partial} of them partly extracted) "
         f"in {summary.seconds:.1f} s"
     )

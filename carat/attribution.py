@@ -40,27 +40,24 @@ class Attribution:
         return torch.where(best.values > 0, best.indices, torch.full_like(best.indices, -1))
 
 
-def _shapley_weights() -> torch.Tensor:
-    """``[8,3]``: +w where a subset contains modality i, -w where it lacks i, with
-    ``w = |S|! (n - |S| - 1)! / n!`` of the subset S without i (the standard formula,
-    rearranged so that phi = v(subsets) @ weights)."""
+def _marginal_pairs() -> list[tuple[int, int, int, float]]:
+    """``(modality i, row of S, row of S + {i}, weight)`` for every subset S without i, with
+    the Shapley weight ``|S|! (n - |S| - 1)! / n!``. Summing weighted differences of the pairs
+    (not one dot product over all 8 rows) keeps a modality that changes nothing at exactly 0."""
     n = len(MODALITIES)
-    weights = torch.zeros(len(SUBSETS), n, dtype=torch.float64)
-    for row, subset in enumerate(SUBSETS.tolist()):
+    rows = {tuple(subset): row for row, subset in enumerate(SUBSETS.tolist())}
+    pairs = []
+    for subset, row in rows.items():
         size = sum(subset)
         for i in range(n):
-            if subset[i]:  # S ∪ {i} with |S| = size - 1
-                weights[row, i] = (
-                    math.factorial(size - 1) * math.factorial(n - size) / math.factorial(n)
-                )
-            else:  # S without i, |S| = size
-                weights[row, i] = (
-                    -math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-                )
-    return weights
+            if not subset[i]:
+                with_i = tuple(True if k == i else v for k, v in enumerate(subset))
+                weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+                pairs.append((i, row, rows[with_i], weight))
+    return pairs
 
 
-WEIGHTS = _shapley_weights()
+PAIRS = _marginal_pairs()
 
 
 @torch.no_grad()
@@ -81,7 +78,10 @@ def shapley(model: torch.nn.Module, batch: Batch) -> Attribution:
     inter = model.head(lsr.repeat_interleave(len(SUBSETS), dim=0), present)
     out = model.predict_from(inter)
     values = out.scores.float().reshape(b, len(SUBSETS), -1)  # [B,8,C]
-    contributions = torch.einsum("bsc,si->bci", values.double(), WEIGHTS.to(lsr.device)).float()
+    contributions = torch.zeros(*values.shape[::2], len(MODALITIES), dtype=torch.float64)
+    for i, without, with_i, weight in PAIRS:
+        gain = (values[:, with_i] - values[:, without]).double().cpu()
+        contributions[..., i] += weight * gain
     full = len(SUBSETS) - 1  # the last subset has all three
     winner = out.winner.reshape(b, len(SUBSETS), -1)[:, full]
-    return Attribution(values[:, full], contributions, values[:, 0], winner)
+    return Attribution(values[:, full], contributions.float().to(lsr.device), values[:, 0], winner)

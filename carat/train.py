@@ -5,7 +5,8 @@ Layout of a run directory::
     RUN_DIR/config.yaml           the fully resolved config
     RUN_DIR/metrics.json          test/valid metrics per seed and mean ± std over seeds
     RUN_DIR/model/                the model directory of the best seed (by validation micro-F1)
-    RUN_DIR/plots/                that seed's figures
+    RUN_DIR/plots/                that seed's figures (training curves, per-label F1, the
+                                  max-pool winner map and the attribution map)
     RUN_DIR/seed_N/               per seed: checkpoint.pt, epochs.csv, epochs.json,
                                   metrics.json, model/, plots/
 
@@ -38,11 +39,14 @@ from tqdm import tqdm
 
 from carat import distributed
 from carat.config import CaratConfig, ConfigError, load_config
+from carat.data.synth import read_planted
 from carat.data.types import MultimodalDataset
 from carat.distributed import DistContext
 from carat.errors import CaratError
 from carat.evaluate import autocast, make_batch, predict_split, resolve_device
+from carat.explain import explain_split
 from carat.metrics import SUMMARY_METRICS, score_metrics, tune_threshold
+from carat.model import CARAT
 from carat.modeldir import (
     ModelInfo,
     build_model,
@@ -53,7 +57,12 @@ from carat.modeldir import (
     write_metrics,
 )
 from carat.optim import build_optimizer
-from carat.plots import plot_modality_map, plot_per_label_f1, plot_training_curves
+from carat.plots import (
+    plot_attribution_map,
+    plot_modality_map,
+    plot_per_label_f1,
+    plot_training_curves,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class SeedResult:
     valid: dict[str, Any]
     test: dict[str, Any]
     run_dir: Path
+    explain: dict[str, Any] | None = None  # carat.explain on the test split (CARAT only)
 
 
 @dataclass
@@ -407,7 +417,8 @@ class _SeedTrainer:
                 on_epoch_end(self.epoch, row)
 
     def finish(self) -> None:
-        """Reload the best epoch's weights, score valid and test once, save model and plots."""
+        """Reload the best epoch's weights, score valid and test once, attribute the test
+        split once (CARAT), save model and plots."""
         self.model.load_state_dict(self.best["state"])
         threshold = self.best["threshold"]
         results = {}
@@ -418,6 +429,16 @@ class _SeedTrainer:
             metrics = score_metrics(split.labels, preds.scores, threshold, self.dataset.label_names)
             results[split_name] = metrics
             winners = preds.winners
+        explanation = None
+        if isinstance(self.model, CARAT):
+            explanation = explain_split(
+                self.model,
+                self.dataset.splits["test"],
+                self.dataset.label_names,
+                self.cfg.train.batch_size,
+                self.device,
+                planted=read_planted(self.dataset.source),
+            )
         result = SeedResult(
             seed=self.seed,
             best_epoch=self.best["epoch"],
@@ -425,6 +446,7 @@ class _SeedTrainer:
             valid=results["valid"],
             test=results["test"],
             run_dir=self.seed_dir,
+            explain=None if explanation is None else explanation.to_dict(),
         )
         seed_metrics = _seed_metrics(result)
         save_model(self.model, self.seed_dir / "model", self.model_info(seed_metrics))
@@ -434,6 +456,8 @@ class _SeedTrainer:
         plot_per_label_f1(result.test["per_label"], plots / "per_label_f1.png")
         if winners is not None:
             plot_modality_map(winners, self.dataset.label_names, plots / "modality_label_map.png")
+        if explanation is not None:
+            plot_attribution_map(explanation, plots / "attribution_map.png")
         _write_json(self.seed_dir / "metrics.json", seed_metrics)
 
     def model_info(self, metrics: dict[str, Any]) -> ModelInfo:
@@ -449,7 +473,7 @@ class _SeedTrainer:
 
 
 def _seed_metrics(result: SeedResult) -> dict[str, Any]:
-    return {
+    metrics = {
         "seeds": [result.seed],
         "seed": result.seed,
         "best_epoch": result.best_epoch,
@@ -457,6 +481,9 @@ def _seed_metrics(result: SeedResult) -> dict[str, Any]:
         "valid": result.valid,
         "test": result.test,
     }
+    if result.explain is not None:
+        metrics["explain"] = result.explain
+    return metrics
 
 
 def _seed_result(seed_dir: Path) -> SeedResult:
@@ -468,6 +495,7 @@ def _seed_result(seed_dir: Path) -> SeedResult:
         valid=data["valid"],
         test=data["test"],
         run_dir=seed_dir,
+        explain=data.get("explain"),
     )
 
 
@@ -480,7 +508,7 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
         return {"mean": float(np.mean(values)), "std": std, "values": values}
 
     best = max(results, key=lambda r: r.valid["micro_f1"])
-    return {
+    summary = {
         "seeds": [r.seed for r in results],
         "best_seed": best.seed,
         "threshold": best.threshold,
@@ -496,6 +524,12 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
             for r in results
         },
     }
+    if best.explain is not None:  # the saved model is the best seed's
+        summary["explain"] = best.explain
+    for r in results:
+        if r.explain is not None and r.explain.get("planted_check") is not None:
+            summary["per_seed"][str(r.seed)]["planted_check"] = r.explain["planted_check"]
+    return summary
 
 
 def _check_run_dir(run_dir: Path, cfg: CaratConfig) -> None:

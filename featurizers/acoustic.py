@@ -30,7 +30,7 @@ import scipy.fft
 from featurizers.base import FeatureSequence, FeaturizerSpec
 
 if TYPE_CHECKING:
-    from featurizers.media import MediaClip
+    from featurizers.media import MediaClip  # or a SegmentClip of one
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,11 @@ class AcousticFeaturizer:
         return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=SHORT_FFT, n_mels=N_MELS)
 
     def extract(self, clip: MediaClip) -> FeatureSequence:
-        """Raises ``MediaError`` (from the clip) when it has no usable audio."""
+        """A clip without an audio stream gives zero rows (a warning, not an error), so the
+        other modalities still go on; undecodable sound raises ``MediaError`` from the clip."""
+        if not clip.info.has_audio:
+            log.warning("%s: no audio stream; no acoustic rows", clip)
+            return self.extract_audio(np.zeros(0, np.float32))
         return self.extract_audio(clip.audio(SAMPLE_RATE))
 
     def extract_audio(self, audio: np.ndarray) -> FeatureSequence:

@@ -6,6 +6,10 @@ clip length, variable frame rate is handled by the timestamps themselves, and ro
 (the display matrix phones write) is applied so faces come out upright. The audio track is
 decoded once, to 16 kHz mono float32, and kept on the object.
 
+A long recording is read in pieces: ``segment(start, end)`` gives a view with the same interface
+whose frames and audio are only that range (timestamps from its start), decoded after a seek, and
+``audio_blocks`` streams the sound in blocks, so memory does not grow with the recording's length.
+
 Every problem a user can fix surfaces as a one-line ``MediaError``: the file, what is wrong,
 what to do.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -30,6 +34,11 @@ _TICK_TOLERANCE_S = 1e-3  # frame times within 1 ms of a target tick count as on
 # A stream that decodes to less than its declared length by more than this was cut short
 # (an mp4 with its index at the front still opens when its tail is missing).
 _TRUNCATION_S = 0.5
+# Audio decoding after a seek starts this much earlier and drops it: AAC/MP3 frames overlap, so
+# the first frames a decoder outputs after a jump differ from a decode from the start.
+_AUDIO_PREROLL_S = 0.5
+# A segment may end this far past the recording's declared length (rounding in cue times).
+_SEGMENT_END_SLACK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,20 @@ class MediaClip:
         timestamp, so variable frame rate stays correct). ``max_side`` shrinks frames whose
         longer side exceeds it, keeping the aspect ratio (scaled in FFmpeg, before conversion).
         """
+        return self.frames_between(0.0, None, fps, max_side)
+
+    def frames_between(
+        self,
+        start: float,
+        end: float | None,
+        fps: float | None = None,
+        max_side: int | None = None,
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """The frames shown in ``[start, end)`` (``end=None``: to the end), timed from ``start``.
+
+        Decoding seeks to the keyframe before ``start`` and stops at ``end``; thinning ticks
+        count from ``start``, so the result is what :meth:`frames` gives on a clip cut there.
+        """
         if self._video_error is not None:
             raise self._video_error
         if not self.info.has_video:
@@ -164,29 +187,46 @@ class MediaClip:
             )
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        size = _scaled_size(self.info, max_side)
+        return self._frames(start, end, fps, _scaled_size(self.info, max_side))
+
+    def _frames(
+        self,
+        start: float,
+        end: float | None,
+        fps: float | None,
+        size: tuple[int, int] | None,
+    ) -> Iterator[tuple[float, np.ndarray]]:
         next_tick = 0.0
         with self._open() as container:
             video = _video_stream(container)
             self._configure(video)
             origin = _origin(container)
-            t = 0.0
+            if start > 0:
+                # backward: the keyframe at or before start, then decode forward to it
+                container.seek(int((start + origin) / video.time_base), stream=video)
+            t = start
             try:
                 for frame in container.decode(video):
                     if frame.time is None:
                         continue
                     t = frame.time - origin
+                    if t + _TICK_TOLERANCE_S < start:
+                        continue
+                    if end is not None and t + _TICK_TOLERANCE_S >= end:
+                        break
+                    rel = max(t - start, 0.0)
                     if fps is not None:
-                        if t + _TICK_TOLERANCE_S < next_tick:
+                        if rel + _TICK_TOLERANCE_S < next_tick:
                             continue
-                        next_tick = (np.floor((t + _TICK_TOLERANCE_S) * fps) + 1) / fps
-                    yield t, self._to_rgb(frame, size)
+                        next_tick = (np.floor((rel + _TICK_TOLERANCE_S) * fps) + 1) / fps
+                    yield rel, self._to_rgb(frame, size)
             except av.error.FFmpegError as exc:
                 raise self._fail(
                     f"video decoding failed after {t:.2f} s ({_ffmpeg_reason(exc)})",
                     "the file is damaged or truncated; re-export it",
                 ) from None
-        self._check_complete("video", t + 1 / (self.info.fps or 30.0))
+        if end is None or t + _TICK_TOLERANCE_S < end:
+            self._check_complete("video", t + 1 / (self.info.fps or 30.0), end)
 
     def _to_rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
         """Scale (in the stored orientation) and convert to RGB, then rotate upright."""
@@ -206,54 +246,147 @@ class MediaClip:
         """The whole audio track as float32 mono at ``sample_rate``, index 0 at clip time 0.
 
         The default rate is decoded once and cached on the object (the acoustic and words
-        featurizers share it); another rate is decoded afresh on each call.
+        featurizers share it); another rate is decoded afresh on each call. For a long
+        recording use :meth:`segment` or :meth:`audio_blocks` instead: this holds all of it.
         """
         if sample_rate == AUDIO_RATE and self._audio is not None:
             return self._audio
+        samples = self.audio_between(0.0, None, sample_rate)
+        if sample_rate == AUDIO_RATE:
+            self._audio = samples
+        return samples
+
+    def audio_between(
+        self, start: float, end: float | None, sample_rate: int = AUDIO_RATE
+    ) -> np.ndarray:
+        """The sound of ``[start, end)`` (``end=None``: to the end); index 0 at ``start``."""
+        chunks = list(self._audio_chunks(sample_rate, start, end))
+        if not chunks:
+            if start == 0.0:
+                raise self._fail("audio stream has no decodable sound", "re-export the clip")
+            return np.zeros(0, np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    def audio_blocks(
+        self,
+        sample_rate: int = AUDIO_RATE,
+        block_s: float = 30.0,
+        start: float = 0.0,
+        end: float | None = None,
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """Stream the sound of ``[start, end)`` as ``(clip seconds of the first sample, samples)``.
+
+        Blocks are contiguous, ``block_s`` long (the last one shorter), and together equal
+        :meth:`audio_between` over the same range; only one block is held at a time.
+        """
+        if block_s <= 0:
+            raise ValueError(f"block_s must be positive, got {block_s}")
+        size = max(1, int(round(block_s * sample_rate)))
+        pending: list[np.ndarray] = []
+        held = 0
+        first = int(round(start * sample_rate))
+        for chunk in self._audio_chunks(sample_rate, start, end):
+            pending.append(chunk)
+            held += len(chunk)
+            while held >= size:
+                joined = np.concatenate(pending)
+                yield first / sample_rate, joined[:size]
+                first += size
+                pending, held = [joined[size:]], len(joined) - size
+        if held:
+            yield first / sample_rate, np.concatenate(pending)
+
+    def _audio_chunks(
+        self, sample_rate: int, start: float, end: float | None
+    ) -> Iterator[np.ndarray]:
+        """Decoded float32 chunks whose first sample is at clip time ``start``.
+
+        Sound that starts after ``start`` (audio beginning later than the picture) is preceded
+        by zeros, so sample positions always follow clip time. After a seek the decoder starts
+        ``_AUDIO_PREROLL_S`` early and that part is dropped, so the samples equal a decode of
+        the whole track.
+        """
         if not self.info.has_audio:
             raise self._fail(
                 "has no audio stream",
                 "acoustic and words features need sound; extract only the visual features",
             )
-        samples = self._decode_audio(sample_rate)
-        if sample_rate == AUDIO_RATE:
-            self._audio = samples
-        return samples
-
-    def _decode_audio(self, sample_rate: int) -> np.ndarray:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
+        wanted = int(round(start * sample_rate))  # clip sample index of the next one to give
+        stop = None if end is None else int(round(end * sample_rate))
+        position: int | None = None  # clip sample index of the next decoded sample
+        decoded = 0
         with self._open() as container:
             stream = container.streams.audio[0]
             origin = _origin(container)
-            start: float | None = None
+            if start > _AUDIO_PREROLL_S:
+                target = start - _AUDIO_PREROLL_S + origin
+                container.seek(int(target / stream.time_base), stream=stream)
             try:
                 for frame in container.decode(stream):
-                    if start is None and frame.time is not None:
-                        start = frame.time - origin
-                    chunks.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
-                chunks.extend(out.to_ndarray()[0] for out in resampler.resample(None))
+                    if position is None:
+                        if frame.time is None:
+                            continue
+                        position = int(round(max(frame.time - origin, 0.0) * sample_rate))
+                        if position > wanted:  # the sound starts later: keep clip time
+                            yield np.zeros(position - wanted, np.float32)
+                            wanted = position
+                    for out in resampler.resample(frame):
+                        samples = out.to_ndarray()[0]
+                        decoded += len(samples)
+                        piece, position, wanted = _take(samples, position, wanted, stop)
+                        if piece is not None:
+                            yield piece
+                    if stop is not None and position >= stop:
+                        return
+                for out in resampler.resample(None):
+                    samples = out.to_ndarray()[0]
+                    decoded += len(samples)
+                    piece, position, wanted = _take(samples, position or 0, wanted, stop)
+                    if piece is not None:
+                        yield piece
             except av.error.FFmpegError as exc:
                 raise self._fail(
                     f"audio decoding failed ({_ffmpeg_reason(exc)})",
                     "the file is damaged or truncated; re-export it",
                 ) from None
-        if not chunks:
-            raise self._fail("audio stream has no decodable sound", "re-export the clip")
-        samples = np.concatenate(chunks).astype(np.float32, copy=False)
-        self._check_complete("audio", len(samples) / sample_rate)
-        lead = int(round(max(start or 0.0, 0.0) * sample_rate))
-        if lead:  # the sound starts after the video: keep sample 0 at clip time 0
-            samples = np.concatenate([np.zeros(lead, np.float32), samples])
-        return samples
+        self._check_complete("audio", start if position is None else position / sample_rate, end)
 
-    def _check_complete(self, kind: str, decoded_s: float) -> None:
+    def _check_complete(self, kind: str, decoded_s: float, end: float | None = None) -> None:
+        """Fail when the stream stopped well before its declared length (or before ``end``)."""
         declared = self._spans.get(kind)
-        if declared is not None and decoded_s < declared - max(_TRUNCATION_S, 0.05 * declared):
+        if declared is None:
+            return
+        if end is not None and end < declared:
+            if decoded_s < end - _TRUNCATION_S:
+                raise self._fail(
+                    f"{kind} stops at {decoded_s:.2f} s of the {declared:.2f} s declared "
+                    "(truncated)",
+                    "re-copy or re-export the clip",
+                )
+            return
+        if decoded_s < declared - max(_TRUNCATION_S, 0.05 * declared):
             raise self._fail(
                 f"{kind} stops at {decoded_s:.2f} s of the {declared:.2f} s declared (truncated)",
                 "re-copy or re-export the clip",
             )
+
+    # --- segments -----------------------------------------------------------------------------
+
+    def segment(self, start: float, end: float, text: str | None = None) -> SegmentClip:
+        """A view of ``[start, end)`` that the featurizers take like a clip cut there.
+
+        ``text``: the words known to be said in it (from speech recognition while segmenting),
+        used by the words featurizer instead of recognising the segment again. An end up to
+        ``_SEGMENT_END_SLACK_S`` past the recording is clipped to it.
+        """
+        duration = self.info.duration
+        if not 0.0 <= start < end or (duration > 0 and end > duration + _SEGMENT_END_SLACK_S):
+            raise self._fail(
+                f"segment {start:.2f}-{end:.2f} s is not inside the recording (0-{duration:.2f} s)",
+                "give segments with 0 <= start < end <= the recording's length",
+            )
+        return SegmentClip(self, start, min(end, duration) if duration > 0 else end, text)
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -267,6 +400,21 @@ class MediaClip:
             with open(self.path, "rb") as fh:
                 self._hash = hashlib.file_digest(fh, "sha256").hexdigest()
         return self._hash
+
+
+def _take(
+    samples: np.ndarray, position: int, wanted: int, stop: int | None
+) -> tuple[np.ndarray | None, int, int]:
+    """The part of ``samples`` (clip samples from ``position``) in ``[wanted, stop)``.
+
+    Returns (that part or None, the position after ``samples``, the next wanted index).
+    """
+    after = position + len(samples)
+    lo = max(wanted - position, 0)
+    hi = len(samples) if stop is None else min(len(samples), stop - position)
+    if hi <= lo:
+        return None, after, wanted
+    return samples[lo:hi], after, position + hi
 
 
 def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
@@ -307,3 +455,49 @@ def _scaled_size(info: MediaInfo, max_side: int | None) -> tuple[int, int] | Non
         return None
     scale = max_side / longest
     return max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2)
+
+
+class SegmentClip:
+    """The ``[start, end)`` range of a recording, with the interface featurizers use on a clip.
+
+    Frames and audio are only that range, timed from ``start``, decoded by seeking in the
+    parent (nothing outside the range is held), so featurizers give what they would on a clip
+    cut there. ``content_hash`` derives from the parent's hash (computed once, on the parent)
+    and the range, so the feature store keeps one entry per segment and featurizer.
+    """
+
+    def __init__(self, parent: MediaClip, start: float, end: float, text: str | None) -> None:
+        self.parent = parent
+        self.start = float(start)
+        self.end = float(end)
+        self.text = text
+        self.path = parent.path
+        self.decode_threads = parent.decode_threads
+        self.info = replace(parent.info, duration=self.end - self.start)
+        self._audio: np.ndarray | None = None
+        self._hash: str | None = None
+
+    def __repr__(self) -> str:
+        return f"MediaClip({str(self.path)!r})[{self.start:.2f}-{self.end:.2f} s]"
+
+    def frames(
+        self, fps: float | None = None, max_side: int | None = None
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """As :meth:`MediaClip.frames`, for this range only; times from the segment's start."""
+        return self.parent.frames_between(self.start, self.end, fps, max_side)
+
+    def audio(self, sample_rate: int = AUDIO_RATE) -> np.ndarray:
+        """This range's sound (cached at the default rate); index 0 at the segment's start."""
+        if sample_rate == AUDIO_RATE and self._audio is not None:
+            return self._audio
+        samples = self.parent.audio_between(self.start, self.end, sample_rate)
+        if sample_rate == AUDIO_RATE:
+            self._audio = samples
+        return samples
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of the parent's content hash and the range in milliseconds."""
+        if self._hash is None:
+            key = f"{self.parent.content_hash()}:{self.start:.3f}:{self.end:.3f}"
+            self._hash = hashlib.sha256(key.encode()).hexdigest()
+        return self._hash

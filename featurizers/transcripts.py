@@ -2,6 +2,9 @@
 
 A sidecar either gives every word its time (.json with word times) or gives text whose words
 still need times: subtitle cues with a time span (.srt, .vtt) or plain text with none (.txt).
+For a long recording, :func:`timed_cues` gives the utterance spans a transcript declares (cues,
+Whisper segments, or timed words grouped at pauses) and :func:`restrict` cuts a transcript to
+one segment of the recording, in segment time.
 All words are normalised the same way (lowercase, no punctuation) whatever their source, so the
 word-vector lookup and forced alignment see one spelling.
 """
@@ -55,10 +58,15 @@ class Cue:
 
 @dataclass
 class Transcript:
-    """What a sidecar says: words that already have times, or cues whose words need times."""
+    """What a sidecar says: words that already have times, or cues whose words need times.
+
+    ``segments``: the spans of a Whisper-style JSON's segments, kept even when their words
+    are timed (they are the utterances the transcript declares).
+    """
 
     timed_words: list[Word] = field(default_factory=list)
     cues: list[Cue] = field(default_factory=list)
+    segments: list[Cue] = field(default_factory=list)
 
 
 def tokenize(text: str) -> list[str]:
@@ -117,7 +125,11 @@ def _parse_segments(segments: list[dict[str, Any]]) -> Transcript:
     transcript = Transcript()
     for seg in segments:
         if seg.get("words"):
-            transcript.timed_words.extend(_timed_words(seg["words"]))
+            words = _timed_words(seg["words"])
+            transcript.timed_words.extend(words)
+            if "start" in seg and "end" in seg:
+                span = Cue([w.text for w in words], float(seg["start"]), float(seg["end"]))
+                transcript.segments.append(span)
         else:
             cue = Cue(tokenize(str(seg["text"])), float(seg["start"]), float(seg["end"]))
             transcript.cues.append(cue)
@@ -180,3 +192,63 @@ def _seconds(stamp: str) -> float:
     for part in parts:
         seconds = seconds * 60 + float(part)
     return seconds
+
+
+def timed_cues(transcript: Transcript, pause: float) -> list[Cue] | None:
+    """The utterance spans a transcript declares, in file order; None when it has no times.
+
+    Subtitle cues and Whisper segments are taken as they are; a list of timed words is cut
+    into utterances wherever the gap between two words is at least ``pause`` seconds.
+    """
+    if transcript.segments:
+        return list(transcript.segments)
+    if transcript.cues:
+        if any(cue.start is None or cue.end is None for cue in transcript.cues):
+            return None
+        return list(transcript.cues)
+    if not transcript.timed_words:
+        return []
+    groups: list[list[Word]] = [[transcript.timed_words[0]]]
+    for word in transcript.timed_words[1:]:
+        if word.start - groups[-1][-1].end >= pause:
+            groups.append([])
+        groups[-1].append(word)
+    return [Cue([w.text for w in g], g[0].start, max(w.end for w in g)) for g in groups]
+
+
+def restrict(transcript: Transcript, start: float, end: float) -> Transcript | None:
+    """The part of a recording's transcript inside ``[start, end)``, shifted to start at 0.
+
+    A word belongs where its midpoint is; a cue cut by the range keeps the words whose share
+    of the cue (spread by length) falls inside. None when the transcript has no times (plain
+    text), since then nothing says which words a segment holds.
+    """
+    length = end - start
+
+    def inside(a: float, b: float) -> bool:
+        return start <= (a + b) / 2 < end
+
+    def shift(t: float) -> float:
+        return min(max(t - start, 0.0), length)
+
+    if transcript.timed_words:
+        words = [
+            Word(w.text, shift(w.start), shift(w.end))
+            for w in transcript.timed_words
+            if inside(w.start, w.end)
+        ]
+        return Transcript(timed_words=words)
+    cues: list[Cue] = []
+    for cue in transcript.cues:
+        if cue.start is None or cue.end is None:
+            return None
+        if cue.end <= start or cue.start >= end:
+            continue
+        if start <= cue.start and cue.end <= end:
+            kept = cue.words
+        else:
+            kept = [w.text for w in spread_evenly(cue.words, cue.start, cue.end)
+                    if inside(w.start, w.end)]  # fmt: skip
+        if kept:
+            cues.append(Cue(kept, shift(cue.start), shift(cue.end)))
+    return Transcript(cues=cues)

@@ -142,7 +142,12 @@ class VisualFeaturizer:
             self._expressions = ExpressionClassifier()
 
     def extract(self, clip: Any) -> FeatureSequence:
-        """``clip``: a ``featurizers.media.MediaClip``. Raises ``MediaError`` for unusable video."""
+        """``clip``: a ``featurizers.media.MediaClip``. A clip without a video stream gives zero
+        rows (a warning, not an error: the other modalities go on); undecodable video raises
+        ``MediaError``."""
+        if not clip.info.has_video:
+            log.warning("%s: no video stream; no visual rows", clip)
+            return FeatureSequence(np.zeros((0, self.spec.dim)), np.zeros((0, 2)), self.spec)
         self._load()
         assert self._expressions is not None
         rows: list[np.ndarray] = []

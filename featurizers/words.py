@@ -4,6 +4,11 @@ Order of trust: an explicit ``transcript=`` file, then a sidecar beside the clip
 (.json, .srt, .vtt, .txt), then Whisper. Words whose times are unknown or coarse (plain text,
 subtitle cues, Whisper's onsets) are forced-aligned to the audio one short utterance at a time;
 where alignment fails, the rough times are kept and a warning is logged.
+
+A segment of a recording (``featurizers.media.SegmentClip``) takes the part of the recording's
+transcript inside its range, in segment time; without one, the words recognised while the
+recording was segmented (``clip.text``) are aligned to the segment's sound, else Whisper runs
+on the segment alone. A clip without sound has words only from a transcript.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ import numpy as np
 from featurizers import asr as speech
 from featurizers.transcripts import (
     Cue,
+    Transcript,
     Word,
     find_sidecar,
     read_transcript,
+    restrict,
     spread_evenly,
+    tokenize,
 )
 
 __all__ = ["Word", "get_words", "words_source"]
@@ -44,7 +52,7 @@ def words_source(clip_path: Path, transcript: Path | None = None) -> Path | None
 
 
 def get_words(
-    clip: Any,  # featurizers.media.MediaClip
+    clip: Any,  # featurizers.media.MediaClip or SegmentClip
     transcript: Path | None = None,
     asr: str = speech.DEFAULT_ASR,
     align: bool = True,
@@ -52,18 +60,45 @@ def get_words(
 ) -> list[Word]:
     """The clip's words in order with start/end seconds; [] when nothing is said."""
     source = words_source(Path(clip.path), transcript)
-    if source is None:
-        return _recognise(clip.audio(SAMPLE_RATE), asr, align, language)
-    parsed = read_transcript(source)
+    parsed = _transcript_for(clip, source) if source is not None else None
+    if parsed is None:
+        known = getattr(clip, "text", None)
+        if not clip.info.has_audio:
+            log.warning("%s: no audio stream and no transcript; no words", clip)
+            return []
+        if not known:
+            return _recognise(clip.audio(SAMPLE_RATE), asr, align, language)
+        parsed = Transcript(cues=[Cue(tokenize(known))])
     if parsed.timed_words:
         return parsed.timed_words
     cues = [cue for cue in parsed.cues if cue.words]
     if not cues:
         return []
+    if not clip.info.has_audio:  # nothing to align to: spread each cue over its span
+        end = clip.info.duration
+        return [w for c in cues for w in spread_evenly(c.words, c.start or 0.0, c.end or end)]
     audio = clip.audio(SAMPLE_RATE)
     if len(cues) == 1 and cues[0].start is None:
         return _time_plain_text(audio, cues[0].words, asr, align, language)
     return _time_cues(audio, cues, align)
+
+
+def _transcript_for(clip: Any, source: Path) -> Transcript | None:
+    """The transcript, cut to the clip's range when it is a segment of a recording; None when
+    a plain-text transcript cannot say which of its words a segment holds."""
+    parsed = read_transcript(source)
+    start = getattr(clip, "start", None)
+    if start is None:
+        return parsed
+    part = restrict(parsed, start, start + clip.info.duration)
+    if part is None:
+        log.warning(
+            "%s: plain text says nothing of when each word is said, so it cannot be cut to "
+            "the segment %s; using speech recognition there (give a .srt/.vtt/.json instead)",
+            source,
+            clip,
+        )
+    return part
 
 
 def _recognise(audio: np.ndarray, asr: str, align: bool, language: str | None) -> list[Word]:

@@ -6,20 +6,36 @@ a split column, or when a ``--split`` rule is given, splits come from the rule
 ``random:TRAIN,VALID,TEST[:SEED]``, which places each clip by a hash of its id: deterministic,
 and stable when clips are added or removed.
 
+The labels may instead be one ``labels`` column naming the labels present in each row
+(separated by ``;`` or ``,``), the same two styles as interval labels.
+
 Labels join features by clip id. The store's ids are paths relative to the input (with their
 extension); a CSV id without the extension joins too when that is unambiguous. Clips present on
 only one side, or lacking a modality, are left out and named in the summary and the log.
+
+Interval labels (a CSV with ``start``/``end`` columns, or a labels ``.csd``; see
+:mod:`pipeline.intervals`) label segments of full recordings: their intervals are extracted
+from the recordings given as ``videos`` (through the same cached per-segment extraction as
+``extract``) and become the dataset's rows, with ids ``<clip_id>@<start>-<end>``. Splits then
+go by video (every segment of a video in the same split): the ``split`` column, a folds file or
+the standard MOSEI folds, or the ``--split`` rule applied to the video id.
+
+The dataset's featurizer spec records the segmentation its rows came from (``"segmentation"``:
+``{"how": "none"}`` for whole clips, ``{"how": "labels"}`` for interval labels, or the spec of
+``extract --segments``); older datasets without it are whole clips.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +43,10 @@ import pandas as pd
 from carat.data.packed import write_packed
 from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData
 from featurizers.base import FeatureSequence
-from pipeline.align import AlignSettings, align_clips
+from pipeline.align import SEGMENTATION_KEY, WHOLE_CLIPS, AlignSettings, align_clips
 from pipeline.errors import PipelineError
-from pipeline.store import FeatureStore
+from pipeline.intervals import LIST_COLUMN, IntervalTable, is_interval_labels, list_labels
+from pipeline.store import ClipRecord, FeatureStore, segment_id
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +92,8 @@ class BuildSummary:
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # clip -> missing modalities
     empty: dict[str, list[str]] = field(default_factory=dict)  # modality -> clips, all masked
     seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # interval label rows left out, one line each
+    extract: Any = None  # interval labels: the ExtractSummary of their segments
 
 
 def read_labels(path: str | Path) -> LabelTable:
@@ -105,6 +124,9 @@ def read_labels(path: str | Path) -> LabelTable:
         )
     ids = [s.strip() for s in table[id_column]]
     _check_ids(path, id_column, ids)
+    if _is_list_style(table, label_names):
+        label_names, labels = _listed_labels(path, table, label_names[0])
+        return LabelTable(path, ids, label_names, labels, _splits(path, table, split_column))
     labels = np.stack([_numeric_column(path, table, name) for name in label_names], axis=1)
     splits = None
     if split_column is not None:
@@ -112,6 +134,31 @@ def read_labels(path: str | Path) -> LabelTable:
             _split_name(path, split_column, v, row) for row, v in enumerate(table[split_column])
         ]
     return LabelTable(path, ids, label_names, (labels > 0).astype(np.float32), splits)
+
+
+def _splits(path: Path, table: pd.DataFrame, column: str | None) -> list[str] | None:
+    if column is None:
+        return None
+    return [_split_name(path, column, v, row) for row, v in enumerate(table[column])]
+
+
+def _is_list_style(table: pd.DataFrame, label_names: list[str]) -> bool:
+    """One ``labels`` column of names (not numbers): the labels present in each row."""
+    if len(label_names) != 1 or label_names[0].lower() != LIST_COLUMN:
+        return False
+    values = pd.to_numeric(table[label_names[0]].str.strip(), errors="coerce")
+    return bool(values.isna().any())
+
+
+def _listed_labels(path: Path, table: pd.DataFrame, column: str) -> tuple[list[str], np.ndarray]:
+    names, read_row = list_labels(path, table, column, None)
+    rows = []
+    for index in range(len(table)):
+        try:
+            rows.append(read_row(table.iloc[index]))
+        except ValueError as exc:
+            raise PipelineError(f"{path}: row {index + 2} {exc}") from None
+    return names, np.asarray(rows, dtype=np.float32).reshape(len(table), len(names))
 
 
 def _check_ids(path: Path, column: str, ids: list[str]) -> None:
@@ -219,16 +266,44 @@ def build_dataset(
     cap: str = "pool",
     split_rule: str | None = None,
     strict: bool = False,
+    videos: Sequence[str | Path] | None = None,
+    folds: str | Path | None = None,
+    label_names: Sequence[str] | None = None,
+    extract_options: Mapping[str, Any] | None = None,
 ) -> BuildSummary:
     """Align every labelled clip of the feature store and write a packed dataset to ``out``.
 
-    ``strict`` turns any clip missing on one side into an error instead of a warning.
+    ``strict`` turns any clip missing on one side into an error instead of a warning. With
+    interval labels (see the module docstring) ``videos`` are the full recordings; their
+    segments are extracted into ``features_dir`` first (``extract_options``: keyword arguments
+    of :func:`pipeline.extract.run_extract`, e.g. ``preset``, ``workers``, ``engine``,
+    ``factory``, ``progress``). ``folds`` ("mosei", or a JSON file of video ids per split) and
+    ``label_names`` apply to interval labels.
     """
     started = time.perf_counter()
     try:
         settings = AlignSettings.for_mode(mode, max_len, weighted=weighted, cap=cap)
     except ValueError as exc:
         raise PipelineError(f"align settings: {exc}") from exc
+    if is_interval_labels(labels_csv):
+        return _build_from_intervals(
+            features_dir,
+            Path(labels_csv),
+            out,
+            settings,
+            split_rule=split_rule,
+            strict=strict,
+            videos=videos,
+            folds=folds,
+            label_names=label_names,
+            extract_options=dict(extract_options or {}),
+            started=started,
+        )
+    if videos is not None or folds is not None:
+        raise PipelineError(
+            f"{labels_csv}: --videos and --folds go with interval labels (columns video_id, "
+            "start, end, or a labels .csd); this file labels whole clips of the feature store"
+        )
     store = FeatureStore(features_dir)
     specs = _store_specs(store)
     table = read_labels(labels_csv)
@@ -239,12 +314,11 @@ def build_dataset(
     else:
         splits = assign_splits(table.ids, DEFAULT_SPLIT_RULE)
         split_source = f"{DEFAULT_SPLIT_RULE} (no split column)"
-
     manifest = store.manifest()
     joined = join_ids(table.ids, list(manifest))
     summary = BuildSummary(
         out=Path(out),
-        mode=mode,
+        mode=settings.mode,
         joined=0,
         split_sizes={},
         split_source=split_source,
@@ -252,8 +326,25 @@ def build_dataset(
         labels_without_features=[i for i in table.ids if i not in joined],
         features_without_labels=sorted(set(manifest) - set(joined.values())),
     )
+    return _write(store, specs, table, splits, joined, summary, settings, strict, started)
+
+
+def _write(
+    store: FeatureStore,
+    specs: dict[str, dict],
+    table: LabelTable,
+    splits: list[str],
+    joined: dict[str, str],
+    summary: BuildSummary,
+    settings: AlignSettings,
+    strict: bool,
+    started: float,
+) -> BuildSummary:
+    """Align the joined clips chunk by chunk and write the packed dataset."""
+    manifest = store.manifest()
     parts = {split: _SplitParts() for split in SPLITS}
     pending: list[tuple[int, dict[str, FeatureSequence]]] = []
+    used: list[ClipRecord] = []
     for index, label_id in enumerate(table.ids):
         if label_id not in joined:
             continue
@@ -263,6 +354,7 @@ def build_dataset(
         if missing:
             summary.incomplete[label_id] = missing
             continue
+        used.append(record)
         pending.append((index, sequences))
         if len(pending) == ALIGN_CHUNK:
             _align_chunk(pending, settings, table, splits, parts, summary)
@@ -273,27 +365,196 @@ def build_dataset(
             pending = []
     if pending:
         _align_chunk(pending, settings, table, splits, parts, summary)
-    _report(summary, table.path, Path(features_dir), strict)
+    _report(summary, table.path, store.root, strict)
 
     dims = {m: len(specs[m]["dim_names"]) for m in MODALITIES}
+    feature_spec = {
+        **specs,
+        "alignment": settings.to_dict(),
+        SEGMENTATION_KEY: _segmentation(used, table.path),
+    }
     dataset = MultimodalDataset(
-        name=Path(out).name,
+        name=Path(summary.out).name,
         splits={s: parts[s].finish(settings, dims, len(table.label_names)) for s in SPLITS},
         label_names=table.label_names,
-        aligned=mode == "aligned",
-        feature_spec={**specs, "alignment": settings.to_dict()},
-        source=str(features_dir),
+        aligned=settings.mode == "aligned",
+        feature_spec=feature_spec,
+        source=str(store.root),
     )
     summary.split_sizes = {s: len(dataset.splits[s]) for s in SPLITS}
     for split, size in summary.split_sizes.items():
         if size == 0:
-            log.warning("%s: the %s split is empty (split by %s)", table.path, split, split_source)
+            log.warning(
+                "%s: the %s split is empty (split by %s)", table.path, split, summary.split_source
+            )
     try:
-        summary.out = write_packed(out, dataset)
+        summary.out = write_packed(summary.out, dataset)
     except OSError as exc:
-        raise PipelineError(f"{out}: cannot write the dataset there ({exc})") from exc
+        raise PipelineError(f"{summary.out}: cannot write the dataset there ({exc})") from exc
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _segmentation(records: list[ClipRecord], labels: Path) -> dict[str, Any]:
+    """The one segmentation the dataset's rows were cut by (whole clips when not segments)."""
+    found = {
+        json.dumps((r.segment or {}).get("segmentation") or WHOLE_CLIPS, sort_keys=True)
+        for r in records
+    }
+    if len(found) > 1:
+        raise PipelineError(
+            f"{labels}: the labelled clips come from {len(found)} different segmentations "
+            f"({', '.join(sorted(found))}); label the segments of one `extract --segments` "
+            "setting, or whole clips, in one dataset"
+        )
+    return json.loads(found.pop()) if found else dict(WHOLE_CLIPS)
+
+
+# --- interval labels --------------------------------------------------------------------------
+
+
+def _build_from_intervals(
+    features_dir: str | Path,
+    labels: Path,
+    out: str | Path,
+    settings: AlignSettings,
+    *,
+    split_rule: str | None,
+    strict: bool,
+    videos: Sequence[str | Path] | None,
+    folds: str | Path | None,
+    label_names: Sequence[str] | None,
+    extract_options: dict[str, Any],
+    started: float,
+) -> BuildSummary:
+    """Interval labels -> their segments extracted from the recordings -> the dataset."""
+    from pipeline.extract import Interval, run_extract
+    from pipeline.intervals import read_interval_labels
+    from pipeline.sources import scan
+
+    if not videos:
+        raise PipelineError(
+            f"{labels}: interval labels name segments of full recordings; give the recordings "
+            "with --videos FOLDER (or archive, list file)"
+        )
+    table = read_interval_labels(labels, label_names)
+    problems = list(table.problems)
+    clip_of = match_videos(table.videos(), [c.clip_id for c in scan(videos).clips])
+    for video_id in table.videos():
+        if video_id not in clip_of:
+            rows = [r for r in table.rows if r.video_id == video_id]
+            problems.append(
+                f"{labels}: video {video_id!r} ({len(rows)} intervals, first {rows[0].ref}) has "
+                f"no recording in {', '.join(map(str, videos))}; add the recording (file name "
+                "= video id) or remove its rows"
+            )
+    rows = [r for r in table.rows if r.video_id in clip_of]
+    splits, split_source = _interval_splits(table, rows, split_rule, folds, problems)
+    rows = [r for r in rows if splits.get(r.ref) is not None]
+    intervals: dict[str, list[Interval]] = {}
+    for row in rows:
+        intervals.setdefault(clip_of[row.video_id], []).append(
+            Interval(row.start, row.end, row.ref)
+        )
+    options = {"modalities": tuple(STORE_MODALITY.values()), **extract_options}
+    extracted = run_extract(videos, features_dir, intervals=intervals, **options)
+    problems.extend(extracted.problems.values())
+    rows = [r for r in rows if r.ref not in extracted.problems]
+    for problem in problems:
+        log.warning("%s", problem)
+    store = FeatureStore(features_dir)
+    specs = _store_specs(store)
+    manifest = store.manifest()
+    ids = [segment_id(clip_of[r.video_id], round(r.start, 3), round(r.end, 3)) for r in rows]
+    label_table = LabelTable(
+        labels,
+        ids,
+        table.label_names,
+        np.asarray([r.labels for r in rows], dtype=np.float32).reshape(len(rows), -1),
+        [splits[r.ref] for r in rows],
+    )
+    summary = BuildSummary(
+        out=Path(out),
+        mode=settings.mode,
+        joined=0,
+        split_sizes={},
+        split_source=split_source,
+        label_names=table.label_names,
+        labels_without_features=[i for i in ids if i not in manifest],
+        problems=problems,
+        extract=extracted,
+    )
+    joined = {i: i for i in ids if i in manifest}
+    if strict and problems:
+        raise PipelineError(f"{problems[0]} (--strict)")
+    return _write(
+        store, specs, label_table, label_table.splits, joined, summary, settings, strict, started
+    )
+
+
+def match_videos(video_ids: Sequence[str], clip_ids: Sequence[str]) -> dict[str, str]:
+    """video id -> clip id: the same id, else the id without its extension, else the file name
+    without its extension, when exactly one clip matches."""
+    exact = set(clip_ids)
+    by_stem: dict[str, list[str]] = {}
+    by_name: dict[str, list[str]] = {}
+    for clip_id in clip_ids:
+        path = PurePosixPath(clip_id)
+        by_stem.setdefault(str(path.with_suffix("")), []).append(clip_id)
+        by_name.setdefault(path.stem, []).append(clip_id)
+    found = {}
+    for video_id in video_ids:
+        if video_id in exact:
+            found[video_id] = video_id
+        elif len(by_stem.get(video_id, ())) == 1:
+            found[video_id] = by_stem[video_id][0]
+        elif len(by_name.get(video_id, ())) == 1:
+            found[video_id] = by_name[video_id][0]
+    return found
+
+
+def _interval_splits(
+    table: IntervalTable,
+    rows: list,
+    split_rule: str | None,
+    folds: str | Path | None,
+    problems: list[str],
+) -> tuple[dict[str, str | None], str]:
+    """row ref -> split, by video: --split rule, the split column, folds, or the default rule."""
+    if split_rule is None and folds is None and all(r.split is not None for r in rows):
+        return {r.ref: r.split for r in rows}, f"column '{SPLIT_COLUMN}' of {table.path.name}"
+    if split_rule is not None or folds is None:
+        rule = split_rule or DEFAULT_SPLIT_RULE
+        videos = [r.video_id for r in rows]
+        source = f"--split {rule}" if split_rule else f"{rule} by video id (no split column)"
+        return dict(zip([r.ref for r in rows], assign_splits(videos, rule), strict=True)), source
+    fold_lists = _read_folds(folds)
+    split_of = {video: split for split in SPLITS for video in fold_lists[split]}
+    outside = sorted({r.video_id for r in rows if r.video_id not in split_of})
+    for video_id in outside:
+        problems.append(
+            f"{table.path}: video {video_id!r} is in none of the folds of {folds}; its intervals "
+            "are left out (give a folds file that lists it, or --split)"
+        )
+    return {r.ref: split_of.get(r.video_id) for r in rows}, f"folds {folds}"
+
+
+def _read_folds(folds: str | Path) -> dict[str, list[str]]:
+    from carat.data.csd import load_folds, standard_mosei_folds
+    from carat.errors import CaratError
+
+    if str(folds) == "mosei":
+        standard = standard_mosei_folds()
+        if standard is None:
+            raise PipelineError(
+                "--folds mosei needs the CMU Multimodal SDK (mmsdk) installed; give a folds "
+                'file instead: JSON {"train": [video ids], "valid": [...], "test": [...]}'
+            )
+        return standard
+    try:
+        return load_folds(folds)
+    except CaratError as exc:
+        raise PipelineError(str(exc)) from None
 
 
 def _store_specs(store: FeatureStore) -> dict[str, dict]:

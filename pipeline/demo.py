@@ -114,7 +114,7 @@ def run_demo(
 
     say(f"4/4 predicting the held-out clips in {held_out} (words by speech recognition)")
     started = time.perf_counter()
-    predictions = predict_clips([held_out], run.model_dir, cache_dir=features, explain=True)
+    predictions = predict_clips([held_out], run.model_dir, cache_dir=features)
     predictions_file = out / "predictions.json"
     predictions_file.write_text(
         json.dumps([p.to_dict() for p in predictions], indent=2) + "\n", encoding="utf-8"

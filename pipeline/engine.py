@@ -12,7 +12,9 @@ code is the same everywhere:
   reschedules an item whose worker died and gives up on it after a few deaths (``KilledWorker``).
 
 Any other exception raised by an item is retried a bounded number of times. Items are pulled
-lazily, so at most a few per worker are in flight (archive members are spooled only then).
+lazily, so at most a few per worker are in flight (archive members are spooled only then). A
+source may yield :data:`WAIT` when its next items depend on results still in flight (segments
+of a recording whose plan is being made): the engine then waits for a result and asks again.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class _Wait:
+    """The type of :data:`WAIT`."""
+
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT = _Wait()  # yielded by a source: "nothing now; ask again after the next result"
+
+
 @dataclass(frozen=True)
 class TaskFailure:
     """An item that could not be run: its worker died, or it kept raising."""
@@ -136,6 +148,7 @@ class Engine(ABC):
         in_flight: dict[Future, _Pending[T]] = {}
         exhausted = False
         while True:
+            source_waits = False
             if self._suspects:
                 if not in_flight:
                     self._submit(call, self._suspects.popleft(), in_flight, self._suspects)
@@ -145,10 +158,14 @@ class Engine(ABC):
                         pending = waiting.popleft()
                     elif not exhausted:
                         try:
-                            pending = _Pending(next(source))
+                            item = next(source)
                         except StopIteration:
                             exhausted = True
                             continue
+                        if item is WAIT:
+                            source_waits = True
+                            break
+                        pending = _Pending(item)
                     else:
                         break
                     if not self._submit(call, pending, in_flight, waiting):
@@ -156,6 +173,8 @@ class Engine(ABC):
             if not in_flight:
                 if self._suspects or waiting:
                     continue
+                if source_waits:
+                    raise RuntimeError("the item source waits for results but none is in flight")
                 return
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken: list[_Pending[T]] = []

@@ -1,95 +1,106 @@
-"""`carat-cli predict`: new clips -> the model's own featurizers -> labels, scores, modalities.
+"""`carat-cli predict`: clips or whole recordings -> the model's own featurizers -> a timeline.
 
 A model directory records the featurizer spec its training data was built with (and the
 alignment settings). Prediction rebuilds exactly those featurizers, refuses to run when this
-install cannot (another featurizer version, other fixed parameters), extracts through a feature
-store used as a cache (``$CARAT_CACHE/features``, default ``~/.cache/carat/features``), so
-predicting the same clip again skips extraction, aligns the clip as the dataset was aligned, and
-runs the model in eval mode. For each label it reports the probability, the yes/no decision at
-the model's threshold and the modality whose classifier won the max-pool (CARAT's "most relevant
-modality"); ``explain`` adds how each label's probability moves when one modality is blanked out.
+install cannot (another featurizer version, other fixed parameters), and extracts through a
+feature store used as a cache (``$CARAT_CACHE/features``, default ``~/.cache/carat/features``).
+
+A recording is cut into utterance segments (``featurizers.segments``: transcript cues, speech
+recognition, voice activity or fixed windows; a short clip stays one segment), each segment is
+extracted once into the cache (so an interrupted long file resumes and a re-run is free) and
+aligned as the dataset was aligned. Segments go through the model in small batches, with the
+modalities that are really there (``pipeline.presence``): a segment without audio, face or
+words is predicted from the rest, and only one with nothing at all is unpredictable. For each
+label the output holds the probability, the yes/no decision at the model's threshold and each
+modality's exact Shapley contribution (``carat.attribution``); "driven by" is the largest
+positive one. The winner of CARAT's max-pool is kept as ``maxpool_winner`` (the paper's Figure 4
+statistic), not as an explanation.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import inspect
+import io
 import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from carat.attribution import METHOD as ATTRIBUTION_METHOD
+from carat.attribution import shapley
 from carat.data.types import MODALITIES, Batch
 from carat.modeldir import load_model
 from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
 from featurizers.cache import cache_dir
-from pipeline.align import AlignSettings, align_clips
+from featurizers.segments import Segment, SegmentationSpec, plan_segments
+from pipeline.align import AlignSettings
 from pipeline.errors import PipelineError
+from pipeline.presence import model_inputs
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
 from pipeline.store import FeatureStore
+from pipeline.timeline import LabelScore, SegmentResult, Timeline, format_timeline_table
 
 log = logging.getLogger(__name__)
 
 # A params entry that names one transcript file; predict's --transcript sets it per call.
 _TRANSCRIPT_PARAM = "transcript"
-
-
-@dataclass
-class LabelPrediction:
-    """One label of one clip. ``modality`` is the max-pool winner ("text", "visual", "audio"),
-    None for a model without per-modality classifiers. ``deltas`` (with ``explain``): modality
-    -> probability with that modality blanked out minus the full probability."""
-
-    label: str
-    probability: float
-    predicted: bool
-    modality: str | None
-    deltas: dict[str, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "label": self.label,
-            "probability": round(self.probability, 6),
-            "predicted": self.predicted,
-            "modality": self.modality,
-        }
-        if self.deltas is not None:
-            out["deltas"] = {m: round(d, 6) for m, d in self.deltas.items()}
-        return out
+SEGMENT_BATCH = 16  # segments extracted, then scored together; bounds memory on long files
 
 
 @dataclass
 class ClipPrediction:
-    """The model's answer for one clip, or the one-line reason it has none (``error``)."""
+    """The model's answer for one input file: its timeline (one segment for a short clip), or
+    the one-line reason it has none (``error``)."""
 
     clip_id: str
     source: str
-    labels: list[LabelPrediction] = field(default_factory=list)
-    words: list[str] = field(default_factory=list)
+    timeline: Timeline | None = None
     transcript: str | None = None  # the transcript file read, None when speech recognition ran
-    cached: bool = False  # every modality came from the feature cache
-    threshold: float | None = None  # the model's: a label is predicted at or above it
+    cached: bool = False  # every segment's every modality came from the feature cache
     error: str | None = None
+
+    @property
+    def single(self) -> SegmentResult | None:
+        """The only segment of a clip that was not cut (the classic one-clip answer)."""
+        if self.timeline is None or len(self.timeline.segments) != 1:
+            return None
+        return self.timeline.segments[0]
+
+    @property
+    def labels(self) -> list[LabelScore]:
+        return [] if self.single is None else self.single.labels
 
     @property
     def predicted_labels(self) -> list[str]:
         return [p.label for p in self.labels if p.predicted]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready. ``labels``/``predicted``/``words``/``present``/``missing`` describe a
+        clip of one segment (empty for a cut recording); ``segments`` always holds them all."""
+        single = self.single
+        timeline = self.timeline
         return {
             "clip_id": self.clip_id,
             "source": self.source,
             "predicted": self.predicted_labels,
-            "labels": [p.to_dict() for p in self.labels],
-            "words": self.words,
+            "labels": [asdict(p) for p in self.labels],
+            "words": [] if single is None else single.words,
+            "present": [] if single is None else single.present,
+            "missing": {} if single is None else single.missing,
             "transcript": self.transcript,
             "cached": self.cached,
-            "threshold": self.threshold,
+            "threshold": None if timeline is None else timeline.threshold,
+            "attribution": ATTRIBUTION_METHOD,
+            "duration": None if timeline is None else timeline.duration,
+            "segmentation": None if timeline is None else timeline.segmentation,
+            "segments": [] if timeline is None else [asdict(s) for s in timeline.segments],
             "error": self.error,
         }
 
@@ -183,15 +194,29 @@ def spec_differences(saved: FeaturizerSpec, current: FeaturizerSpec) -> str:
 
 
 class Predictor:
-    """A loaded model with its featurizers, reused across calls (so later clips are warm)."""
+    """A loaded model with its featurizers, reused across calls (so later clips are warm).
+
+    ``segments``: how recordings are cut (``SegmentationSpec.parse`` values: auto, transcript,
+    asr, vad, fixed:SECONDS, none), with ``min_segment``/``max_segment`` seconds.
+    """
 
     def __init__(
         self,
         model_dir: str | Path,
         cache_dir: str | Path | None = None,
         device: str = "cpu",
+        segments: str = "auto",
+        min_segment: float | None = None,
+        max_segment: float | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        limits = {
+            k: v for k, v in (("min_len", min_segment), ("max_len", max_segment)) if v is not None
+        }
+        try:
+            self.segmentation = SegmentationSpec.parse(segments, **limits)
+        except ValueError as exc:
+            raise PipelineError(f"--segments {segments}: {exc}") from exc
         self.model, self.info = load_model(self.model_dir, device=device)
         self.device = torch.device(device)
         self.featurizers = rebuild_featurizers(self.info.feature_spec, self.model_dir)
@@ -213,7 +238,6 @@ class Predictor:
         self,
         inputs: Sequence[str | Path],
         transcript: str | Path | None = None,
-        explain: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[ClipPrediction]:
         """Predict every clip of ``inputs`` (files, folders, list files, archives).
@@ -237,7 +261,7 @@ class Predictor:
                 results.append(ClipPrediction(clip.clip_id, clip.source, error=clip.reason))
             else:
                 try:
-                    results.append(self._predict_clip(clip, text, transcript, explain))
+                    results.append(self._predict_clip(clip, text, transcript))
                 finally:
                     clip.release()
             report(len(results), total)
@@ -269,91 +293,149 @@ class Predictor:
         return self._transcript_featurizers[path]
 
     def _predict_clip(
-        self,
-        clip: OpenedClip,
-        text: Featurizer,
-        transcript: str | Path | None,
-        explain: bool,
+        self, clip: OpenedClip, text: Featurizer, transcript: str | Path | None
     ) -> ClipPrediction:
-        featurizers = {**self.featurizers, "text": text}
-        try:
-            sequences, cached = self._features(clip, featurizers)
-        except MediaError as exc:
-            reason = str(exc).replace(str(clip.path), clip.source).splitlines()[0]
-            return ClipPrediction(clip.clip_id, clip.source, error=reason)
+        from featurizers.media import MediaClip
         from featurizers.words import words_source
 
-        source = words_source(clip.path, None if transcript is None else Path(transcript))
-        words = list(sequences["text"].words or [])
-        if not words:
-            log.warning("%s: no words found; the text modality is empty", clip.source)
-        scores, winners, deltas = self._score(sequences, explain)
-        labels = [
-            LabelPrediction(
-                label=name,
-                probability=float(scores[c]),
-                predicted=bool(scores[c] >= self.info.threshold),
-                modality=None if winners is None else MODALITIES[int(winners[c])],
-                deltas=None if deltas is None else {m: float(d[c]) for m, d in deltas.items()},
-            )
-            for c, name in enumerate(self.info.label_names)
-        ]
+        featurizers = {**self.featurizers, "text": text}
+        given = None if transcript is None else Path(transcript)
+        try:
+            media = MediaClip(clip.path)
+            segments = plan_segments(media, self.segmentation, given)
+        except MediaError as exc:
+            return ClipPrediction(clip.clip_id, clip.source, error=_one_line(exc, clip))
+        whole = len(segments) == 1 and segments[0].source == "whole"
+        results: list[SegmentResult] = []
+        all_cached = True
+        for first in range(0, len(segments), SEGMENT_BATCH):
+            ready: list[tuple[int, Segment, dict[str, FeatureSequence]]] = []
+            for index, segment in enumerate(segments[first : first + SEGMENT_BATCH], first):
+                view = media if whole else media.segment(segment.start, segment.end, segment.text)
+                key = clip.content_hash if whole else segment_hash(clip.content_hash, segment)
+                try:
+                    sequences, cached = self._features(view, key, clip, featurizers)
+                except MediaError as exc:
+                    results.append(_unpredictable(index, segment, _one_line(exc, clip)))
+                    all_cached = False
+                    continue
+                all_cached = all_cached and cached
+                ready.append((index, segment, sequences))
+            results.extend(self._score(ready))
+        source = words_source(clip.path, given)
+        timeline = Timeline(
+            source=clip.source,
+            media_path=str(clip.path) if clip.path == Path(clip.source) else None,
+            duration=media.info.duration,
+            label_names=self.label_names,
+            threshold=self.info.threshold,
+            segmentation=_segmentation_name(self.segmentation, segments),
+            segments=sorted(results, key=lambda r: r.index),
+        )
         return ClipPrediction(
             clip_id=clip.clip_id,
             source=clip.source,
-            labels=labels,
-            words=words,
+            timeline=timeline,
             transcript=None if source is None else _shown_source(source, clip),
-            cached=cached,
-            threshold=self.info.threshold,
+            cached=all_cached,
         )
 
     def _features(
-        self, clip: OpenedClip, featurizers: dict[str, Featurizer]
+        self,
+        media: Any,  # MediaClip or SegmentClip
+        key: str,
+        clip: OpenedClip,
+        featurizers: dict[str, Featurizer],
     ) -> tuple[dict[str, FeatureSequence], bool]:
-        """Each modality's features from the cache, else extracted (the clip decoded once)."""
-        from featurizers.media import MediaClip
-
+        """Each modality's features from the cache under ``key``, else extracted and stored."""
         sequences: dict[str, FeatureSequence] = {}
-        media = None
+        cached = True
         for modality, featurizer in featurizers.items():
-            entry = self.store.entry_name(clip.content_hash, featurizer.spec.key())
+            entry = self.store.entry_name(key, featurizer.spec.key())
             sequence = self.store.read(entry)
             if sequence is None:
-                if media is None:
-                    media = MediaClip(clip.path)
                 sequence = featurizer.extract(media)
                 meta = {"clip_id": clip.clip_id, "source": clip.source}
-                self.store.write(clip.content_hash, sequence, meta)
-                log.info("%s: %s features extracted", clip.source, modality)
+                self.store.write(key, sequence, meta)
+                log.info("%s: %s features extracted", media, modality)
+                cached = False
             sequences[modality] = sequence
-        return sequences, media is None
+        return sequences, cached
 
     @torch.no_grad()
     def _score(
-        self, sequences: dict[str, FeatureSequence], explain: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray] | None]:
-        """Scores [C] and winners [C] of the full clip; with ``explain``, per modality the
-        scores with that modality's features zeroed and masked out, minus the full scores."""
-        features, masks = align_clips([sequences], self.settings)
+        self, ready: Sequence[tuple[int, Segment, dict[str, FeatureSequence]]]
+    ) -> list[SegmentResult]:
+        """One batch through the model with each segment's real modalities, plus attribution."""
+        if not ready:
+            return []
+        features, masks, present, missing = model_inputs([r[2] for r in ready], self.settings)
         batch = Batch(
             features={m: torch.from_numpy(features[m]).float().to(self.device) for m in MODALITIES},
             masks={m: torch.from_numpy(masks[m]).long().to(self.device) for m in MODALITIES},
+            present=torch.from_numpy(present).to(self.device),
         )
-        out = self.model(batch)
-        scores = out.scores.float().cpu().numpy()[0]
-        winner = getattr(out, "winner", None)
-        winners = None if winner is None else winner.cpu().numpy()[0]
-        if not explain:
-            return scores, winners, None
-        deltas = {}
-        for modality in MODALITIES:
-            blank = Batch(
-                features={**batch.features, modality: torch.zeros_like(batch.features[modality])},
-                masks={**batch.masks, modality: torch.zeros_like(batch.masks[modality])},
+        attribution = shapley(self.model, batch)
+        scores = attribution.scores.cpu().numpy()
+        contributions = attribution.contributions.cpu().numpy()
+        driven = attribution.driven_by().cpu().numpy()
+        winners = attribution.maxpool_winner.cpu().numpy()
+        results = []
+        for row, (index, segment, sequences) in enumerate(ready):
+            words = [w for w in (sequences["text"].words or []) if w]
+            have = [m for m in MODALITIES if m not in missing[row]]
+            if not have:
+                why = ", ".join(missing[row][m] for m in MODALITIES)
+                results.append(
+                    _unpredictable(
+                        index, segment, f"no modality to predict from ({why})", missing[row]
+                    )
+                )
+                continue
+            labels = [
+                LabelScore(
+                    label=name,
+                    probability=float(scores[row, c]),
+                    predicted=bool(scores[row, c] >= self.info.threshold),
+                    contributions={
+                        m: float(contributions[row, c, k]) for k, m in enumerate(MODALITIES)
+                    },
+                    driven_by=None if driven[row, c] < 0 else MODALITIES[int(driven[row, c])],
+                    maxpool_winner=MODALITIES[int(winners[row, c])],
+                )
+                for c, name in enumerate(self.info.label_names)
+            ]
+            results.append(
+                SegmentResult(index, segment.start, segment.end, words, labels, have, missing[row])
             )
-            deltas[modality] = self.model(blank).scores.float().cpu().numpy()[0] - scores
-        return scores, winners, deltas
+        return results
+
+
+def segment_hash(content_hash: str, segment: Segment) -> str:
+    """The feature-store key of one segment of a recording (its clip hash and range in ms)."""
+    key = f"{content_hash}@{segment.start:.3f}-{segment.end:.3f}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _unpredictable(
+    index: int, segment: Segment, reason: str, missing: dict[str, str] | None = None
+) -> SegmentResult:
+    return SegmentResult(
+        index, segment.start, segment.end, [], [], [], dict(missing or {}), error=reason
+    )
+
+
+def _one_line(exc: Exception, clip: OpenedClip) -> str:
+    """A featurizer's message with the clip as the user named it (not its spooled copy)."""
+    return str(exc).replace(str(clip.path), clip.source).splitlines()[0]
+
+
+def _segmentation_name(spec: SegmentationSpec, segments: Sequence[Segment]) -> str:
+    """What cut the recording: the source of its segments (``fixed:10`` with its window)."""
+    sources = sorted({s.source for s in segments})
+    if sources == ["fixed"] and spec.window:
+        return f"fixed:{spec.window:g}"
+    return "+".join(sources) or "none"
 
 
 def _shown_source(source: Path, clip: OpenedClip) -> str:
@@ -368,70 +450,111 @@ def predict_clips(
     model_dir: str | Path,
     transcript: str | Path | None = None,
     cache_dir: str | Path | None = None,
-    explain: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    segments: str = "auto",
+    min_segment: float | None = None,
+    max_segment: float | None = None,
 ) -> list[ClipPrediction]:
     """Load the model in ``model_dir`` and predict every clip of ``paths`` (see Predictor)."""
-    predictor = Predictor(model_dir, cache_dir)
-    return predictor.predict(paths, transcript=transcript, explain=explain, progress=progress)
+    predictor = Predictor(
+        model_dir, cache_dir, segments=segments, min_segment=min_segment, max_segment=max_segment
+    )
+    return predictor.predict(paths, transcript=transcript, progress=progress)
 
 
 # --- output formats ---------------------------------------------------------------------------
 
-CSV_COLUMNS = ("clip_id", "source", "label", "probability", "predicted", "modality")
+CSV_COLUMNS = (
+    "clip_id",
+    "source",
+    "segment",
+    "start",
+    "end",
+    "label",
+    "probability",
+    "predicted",
+    "driven_by",
+    *(f"contribution_{m}" for m in MODALITIES),
+    "maxpool_winner",
+    "present",
+    "missing",
+    "error",
+)
 
 
 def format_table(predictions: Sequence[ClipPrediction]) -> str:
-    """A readable table per clip: label, probability, yes/no, driving modality (and deltas)."""
+    """A readable block per input: for one segment, label, probability, yes/no and each
+    modality's contribution; for a cut recording, its timeline table."""
     blocks = []
     for clip in predictions:
         if clip.error is not None:
             blocks.append(f"{clip.source}\n  error: {clip.error}")
-            continue
-        heard = " ".join(clip.words) or "(no words)"
-        origin = clip.transcript or "speech recognition"
-        lines = [f"{clip.source}", f'  words ({origin}): "{heard}"']
-        explain = any(p.deltas is not None for p in clip.labels)
-        decision = f"yes at >= {clip.threshold:.2f}" if clip.threshold is not None else "predicted"
-        header = f"  {'label':<14} {'probability':>11}  {decision:<16}  {'driven by':<9}"
-        if explain:
-            header += "  " + "  ".join(f"{'-' + m:>8}" for m in MODALITIES)
-        lines.append(header)
-        for p in clip.labels:
-            row = (
-                f"  {p.label:<14} {p.probability:>11.3f}  {'yes' if p.predicted else 'no':<16}  "
-                f"{p.modality or '-':<9}"
-            )
-            if p.deltas is not None:
-                row += "  " + "  ".join(f"{p.deltas[m]:>+8.3f}" for m in MODALITIES)
-            lines.append(row.rstrip())
-        blocks.append("\n".join(lines))
+        elif clip.single is None:
+            blocks.append(format_timeline_table(clip.timeline))
+        else:
+            blocks.append(_single_table(clip, clip.single))
     return "\n\n".join(blocks)
 
 
-def to_csv(predictions: Sequence[ClipPrediction]) -> str:
-    """One row per clip and label (a failed clip: one row with its error)."""
-    import csv
-    import io
+def _single_table(clip: ClipPrediction, seg: SegmentResult) -> str:
+    heard = " ".join(seg.words) or "(no words)"
+    origin = clip.transcript or "speech recognition"
+    lines = [f"{clip.source}", f'  words ({origin}): "{heard}"']
+    if seg.missing:
+        absent = "; ".join(f"{m}: {why}" for m, why in seg.missing.items())
+        lines.append(f"  predicted without {absent}")
+    if seg.error is not None:
+        lines.append(f"  unpredictable: {seg.error}")
+        return "\n".join(lines)
+    decision = f"yes at >= {clip.timeline.threshold:.2f}"
+    columns = "  ".join(f"{m:>7}" for m in MODALITIES)
+    lines.append(
+        f"  {'label':<14} {'probability':>11}  {decision:<16}  {'driven by':<9}  {columns}"
+    )
+    for p in seg.labels:
+        shares = "  ".join(f"{p.contributions[m]:>+7.3f}" for m in MODALITIES)
+        lines.append(
+            f"  {p.label:<14} {p.probability:>11.3f}  {'yes' if p.predicted else 'no':<16}  "
+            f"{p.driven_by or '-':<9}  {shares}"
+        )
+    lines.append(
+        "  text/visual/audio: each modality's Shapley contribution to the probability "
+        "(they add up to probability - prior)"
+    )
+    return "\n".join(lines)
 
-    explain = any(p.deltas is not None for clip in predictions for p in clip.labels)
-    columns = [*CSV_COLUMNS, *(f"delta_{m}" for m in MODALITIES if explain), "error"]
+
+def to_csv(predictions: Sequence[ClipPrediction]) -> str:
+    """One row per input, segment and label (a failed input or segment: one row, its error)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for clip in predictions:
-        if clip.error is not None:
-            writer.writerow({"clip_id": clip.clip_id, "source": clip.source, "error": clip.error})
+        base = {"clip_id": clip.clip_id, "source": clip.source}
+        if clip.timeline is None:
+            writer.writerow({**base, "error": clip.error})
             continue
-        for p in clip.labels:
-            row = {
-                "clip_id": clip.clip_id,
-                "source": clip.source,
-                "label": p.label,
-                "probability": f"{p.probability:.6f}",
-                "predicted": int(p.predicted),
-                "modality": p.modality or "",
+        for seg in clip.timeline.segments:
+            common = {
+                **base,
+                "segment": seg.index,
+                "start": f"{seg.start:.3f}",
+                "end": f"{seg.end:.3f}",
+                "present": ";".join(seg.present),
+                "missing": "; ".join(f"{m}: {why}" for m, why in seg.missing.items()),
+                "error": seg.error or "",
             }
-            row.update({f"delta_{m}": f"{d:.6f}" for m, d in (p.deltas or {}).items()})
-            writer.writerow(row)
+            if not seg.labels:
+                writer.writerow(common)
+            for p in seg.labels:
+                row = {
+                    **common,
+                    "label": p.label,
+                    "probability": f"{p.probability:.6f}",
+                    "predicted": int(p.predicted),
+                    "driven_by": p.driven_by or "",
+                    "maxpool_winner": p.maxpool_winner or "",
+                }
+                row.update({f"contribution_{m}": f"{v:.6f}" for m, v in p.contributions.items()})
+                writer.writerow(row)
     return buffer.getvalue()

@@ -5,7 +5,8 @@ Layout under ``root``::
     specs.json                      modality -> featurizer spec of the features in this store
     entries/ab/<hash>.<speckey>.npz features, intervals (and words) of one clip x featurizer
     entries/ab/<hash>.<speckey>.json spec, clip id, source, timings, sha256 of the .npz
-    manifest/<run>.jsonl            one JSON line per clip outcome, append-only
+    manifest/<run>.jsonl            one JSON line per clip (or segment) outcome, append-only
+    plans/ab/<hash>.<segkey>.json   a recording's segments under one segmentation spec
 
 An entry is keyed by the clip's content hash and the featurizer spec key, so identical clips are
 computed once and a changed featurizer never reads stale features. Both files are written under a
@@ -13,6 +14,12 @@ temporary name and ``os.replace``d into place (the .npz first, then the .json th
 with its digest): a SIGKILL leaves either a whole entry or none that is trusted. Each run writes
 its own manifest file, so stores from several machines merge by copying folders together; when a
 clip appears in several lines the last one (by time) wins, and a torn last line is ignored.
+
+A segment of a recording is stored like a clip: its id is ``<clip_id>@<start>-<end>`` and its
+entries are keyed by :func:`segment_hash` of the recording's content hash and the segment's
+times; its manifest line carries ``segment`` (the recording, the times, where the cut came
+from). A recording's plan (its list of segments) is cached once per segmentation spec, so a
+re-run does not plan again.
 """
 
 from __future__ import annotations
@@ -42,11 +49,29 @@ DONE = "done"
 FAILED = "failed"
 
 
+def segment_id(clip_id: str, start: float, end: float) -> str:
+    """A segment's id: ``<clip_id>@<start>-<end>``, seconds with 3 decimals (stable)."""
+    return f"{clip_id}@{start:.3f}-{end:.3f}"
+
+
+def segment_hash(content_hash: str, start: float, end: float) -> str:
+    """The cache key of a segment: the recording's content hash and the segment's times."""
+    return hashlib.sha256(f"{content_hash}@{start:.3f}-{end:.3f}".encode()).hexdigest()
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-able spec (e.g. a segmentation spec)."""
+    payload = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 @dataclass
 class ClipRecord:
-    """The latest manifest line of one clip.
+    """The latest manifest line of one clip or segment.
 
-    ``results`` maps modality -> ``{"status", "entry" (hash.speckey) or "error"}``.
+    ``results`` maps modality -> ``{"status", "entry" (hash.speckey) or "error"}``. ``segment``
+    is set for a segment of a recording: ``{"recording", "recording_hash", "start", "end",
+    "source", "text", "segmentation"}``.
     """
 
     clip_id: str
@@ -56,9 +81,10 @@ class ClipRecord:
     error: str | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     time: float = 0.0
+    segment: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "clip_id": self.clip_id,
             "content_hash": self.content_hash,
             "source": self.source,
@@ -67,6 +93,9 @@ class ClipRecord:
             "results": self.results,
             "time": self.time,
         }
+        if self.segment is not None:
+            data["segment"] = self.segment
+        return data
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -182,6 +211,37 @@ class FeatureStore:
     def has(self, content_hash: str, spec_key: str) -> bool:
         """True only for an entry that exists and verifies."""
         return self.read(self.entry_name(content_hash, spec_key)) is not None
+
+    # --- plans --------------------------------------------------------------------------------
+
+    def _plan_path(self, content_hash: str, segmentation: dict[str, Any]) -> Path:
+        name = f"{content_hash}.{spec_hash(segmentation)}.json"
+        return self.root / "plans" / content_hash[:2] / name
+
+    def read_plan(self, content_hash: str, segmentation: dict[str, Any]) -> dict[str, Any] | None:
+        """A recording's cached plan (``{"segments": [...], "duration", ...}``), or None."""
+        path = self._plan_path(content_hash, segmentation)
+        try:
+            plan = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "%s: unreadable plan ignored (%s); the recording is planned again", path, exc
+            )
+            return None
+        if plan.get("segmentation") != segmentation or not isinstance(plan.get("segments"), list):
+            return None
+        return plan
+
+    def write_plan(
+        self, content_hash: str, segmentation: dict[str, Any], plan: dict[str, Any]
+    ) -> None:
+        """Cache a recording's plan atomically (keyed by content hash + segmentation spec)."""
+        data = {**plan, "content_hash": content_hash, "segmentation": segmentation}
+        atomic_write_bytes(
+            self._plan_path(content_hash, segmentation), json.dumps(data, indent=1).encode()
+        )
 
     # --- specs --------------------------------------------------------------------------------
 
@@ -329,6 +389,7 @@ def _read_manifest_file(path: Path) -> list[ClipRecord]:
                         error=data.get("error"),
                         results=data.get("results", {}),
                         time=float(data.get("time", 0.0)),
+                        segment=data.get("segment"),
                     )
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):

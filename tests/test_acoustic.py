@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import av
@@ -156,9 +157,10 @@ def test_very_short_audio(featurizer: AcousticFeaturizer) -> None:
     assert one.shape == (1, 74) and np.isfinite(one).all()
 
 
-def test_audio_only_file_works_and_video_only_fails(
-    tmp_path: Path, featurizer: AcousticFeaturizer
+def test_audio_only_file_works_and_video_only_gives_no_rows(
+    tmp_path: Path, featurizer: AcousticFeaturizer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A missing audio stream is a missing modality (zero rows, a warning), not an error."""
     voice = tmp_path / "voice.flac"
     soundfile.write(voice, harmonic_tone(130.0, 0.5), SR)
     assert featurizer.extract(MediaClip(voice)).features.shape == (50, 74)
@@ -170,8 +172,20 @@ def test_audio_only_file_works_and_video_only_fails(
         for _ in range(3):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8))))
         out.mux(stream.encode(None))
-    with pytest.raises(MediaError, match="no audio stream"):
-        featurizer.extract(MediaClip(mute))
+    with caplog.at_level(logging.WARNING, logger="featurizers.acoustic"):
+        empty = featurizer.extract(MediaClip(mute))
+    assert empty.features.shape == (0, 74) and empty.intervals.shape == (0, 2)
+    assert "no audio stream" in caplog.text and "mute.mp4" in caplog.text
+
+
+def test_undecodable_sound_still_fails(tmp_path: Path, featurizer: AcousticFeaturizer) -> None:
+    """A damaged file is still refused in one line: only a missing stream is a missing modality."""
+    clip = tmp_path / "cut.mp4"
+    source = FIXTURES / "talking_head.mp4"
+    clip.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.raises(MediaError, match="truncated") as info:
+        featurizer.extract(MediaClip(clip))
+    assert "\n" not in str(info.value) and str(clip) in str(info.value)
 
 
 def test_bad_pitch_range_is_refused() -> None:

@@ -107,8 +107,9 @@ def test_held_out_clip_is_predicted_with_speech_recognition(demo: DemoResult) ->
     for p in clip.labels:
         assert 0.0 <= p.probability <= 1.0
         assert p.predicted == (p.probability >= read_info(demo.model).threshold)
-        assert p.modality in MODALITIES
-        assert set(p.deltas) == set(MODALITIES)
+        assert p.driven_by is None or p.driven_by in MODALITIES
+        assert p.maxpool_winner in MODALITIES
+        assert set(p.contributions) == set(MODALITIES)
     saved = json.loads(demo.predictions_file.read_text())
     assert demo.predictions_file == demo.out / "predictions.json"
     assert saved == [clip.to_dict()]
@@ -117,7 +118,7 @@ def test_held_out_clip_is_predicted_with_speech_recognition(demo: DemoResult) ->
 def test_repredicting_through_the_cli_hits_the_cache(demo: DemoResult, sample: Path) -> None:
     clip = sample / "held_out" / HELD_OUT
     args = ["predict", str(clip), "--model", str(demo.model), "--cache", str(demo.features)]
-    result = CliRunner().invoke(main, [*args, "--json", "--explain"])
+    result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.stderr
     [again] = json.loads(result.stdout)
     assert again["cached"] is True

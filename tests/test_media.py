@@ -194,6 +194,32 @@ def test_truncated_mp4_with_index_in_front(tmp_path: Path) -> None:
         clip.audio()
 
 
+def test_segment_of_a_truncated_file_fails_only_past_the_cut(tmp_path: Path) -> None:
+    """A range before the cut decodes; a range reaching into the missing tail is refused."""
+    faststart = tmp_path / "faststart.mp4"
+    with (
+        av.open(str(CLIP)) as src,
+        av.open(str(faststart), "w", options={"movflags": "faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 6 // 10])
+    clip = MediaClip(cut)
+    early = clip.segment(0.5, 1.5)
+    assert len(list(early.frames())) == 30
+    assert len(early.audio()) == 16000
+    late = clip.segment(3.0, clip.info.duration)
+    with pytest.raises(MediaError, match="truncated") as exc:
+        list(late.frames())
+    assert_one_line_naming(exc, cut)
+    with pytest.raises(MediaError, match="truncated"):
+        late.audio()
+
+
 def test_audio_only_file(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "voice memo.m4a", audio_s=1.0)
     clip = MediaClip(path)

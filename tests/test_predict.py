@@ -125,8 +125,13 @@ def test_json_output_parses_and_repredicting_uses_the_cache(model_dir: Path, cac
     for p in clip["labels"]:
         assert 0.0 <= p["probability"] <= 1.0
         assert p["predicted"] == (p["probability"] >= 0.5)
-        assert p["modality"] in MODALITIES
-        assert "deltas" not in p
+        assert p["driven_by"] is None or p["driven_by"] in MODALITIES
+        assert p["maxpool_winner"] in MODALITIES
+        assert set(p["contributions"]) == set(MODALITIES)
+    assert clip["present"] == list(MODALITIES) and clip["missing"] == {}
+    assert clip["attribution"] == "shapley-masked"
+    [segment] = clip["segments"]
+    assert segment["labels"] == clip["labels"] and segment["start"] == 0.0
     assert clip["predicted"] == [p["label"] for p in clip["labels"] if p["predicted"]]
     assert any((cache / "entries").rglob("*.npz"))
 
@@ -136,9 +141,9 @@ def test_json_output_parses_and_repredicting_uses_the_cache(model_dir: Path, cac
     assert cached["labels"] == clip["labels"]
 
 
-def test_csv_output_with_explain_parses(model_dir: Path, cache: Path) -> None:
+def test_csv_output_with_contributions_parses(model_dir: Path, cache: Path) -> None:
     args = ["predict", str(CLIP), "--model", str(model_dir), "--cache", str(cache)]
-    result = CliRunner().invoke(main, [*args, "--csv", "--explain"])
+    result = CliRunner().invoke(main, [*args, "--csv"])
     assert result.exit_code == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [row["label"] for row in rows] == LABELS
@@ -146,12 +151,12 @@ def test_csv_output_with_explain_parses(model_dir: Path, cache: Path) -> None:
         assert row["clip_id"] == CLIP.name
         assert 0.0 <= float(row["probability"]) <= 1.0
         assert row["predicted"] in {"0", "1"}
-        assert row["modality"] in MODALITIES
-        deltas = [float(row[f"delta_{m}"]) for m in MODALITIES]
-        assert all(-1.0 <= d <= 1.0 for d in deltas)
-        assert any(d != 0.0 for d in deltas)  # blanking a modality changes the score
+        assert row["maxpool_winner"] in MODALITIES
+        shares = [float(row[f"contribution_{m}"]) for m in MODALITIES]
+        assert all(-1.0 <= d <= 1.0 for d in shares)
+        assert any(d != 0.0 for d in shares)  # removing a modality changes the score
 
-    table = CliRunner().invoke(main, [*args, "--explain"])
+    table = CliRunner().invoke(main, args)
     assert table.exit_code == 0
     assert str(CLIP) in table.stdout and "driven by" in table.stdout
     assert all(label in table.stdout for label in LABELS)

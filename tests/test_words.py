@@ -7,6 +7,7 @@ import shutil
 from itertools import pairwise
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -311,6 +312,36 @@ def test_no_speech_gives_no_words(tmp_path, level):
     noise = np.random.default_rng(0).standard_normal(2 * 16000) * level
     sf.write(path, noise.astype(np.float32), 16000)
     assert get_words(MediaClip(path)) == []
+
+
+def video_only_copy(tmp_path: Path) -> Path:
+    """The fixture's picture without its sound (packets copied, no re-encoding)."""
+    path = tmp_path / "mute.mp4"
+    with av.open(str(CLIP)) as src, av.open(str(path), "w") as out:
+        video = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = video
+                out.mux(packet)
+    return path
+
+
+def test_no_audio_stream_gives_words_only_from_a_transcript(tmp_path, caplog):
+    """No sound is a missing modality: no words and a warning, not an error; a transcript
+    still gives its words, spread over each cue since there is nothing to align to."""
+    clip = MediaClip(video_only_copy(tmp_path))
+    assert not clip.info.has_audio
+    with caplog.at_level("WARNING", logger="featurizers.words"):
+        assert get_words(clip) == []
+    assert "no audio stream" in caplog.text and "mute.mp4" in caplog.text
+    (tmp_path / "mute.srt").write_text(
+        "1\n00:00:00,500 --> 00:00:02,000\nI am so tired\n\n"
+        "2\n00:00:02,500 --> 00:00:04,000\nand today was terrible\n"
+    )
+    found = get_words(clip)
+    assert [w.text for w in found] == "i am so tired and today was terrible".split()
+    assert all(0.5 <= w.start < w.end <= 2.0 for w in found[:4])
+    assert all(2.5 <= w.start < w.end <= 4.0 for w in found[4:])
 
 
 # --- the Whisper weights cache ----------------------------------------------------------------

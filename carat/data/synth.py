@@ -13,11 +13,15 @@ adapter reads it like the real file.  What is planted:
 
 Because a label's pattern sits at a few steps only, averaging over time dilutes it; a model
 that attends per label and per modality (CARAT) sees it clearly.
+
+Beside ``NAME.pt`` goes ``NAME.planted.json``, the planted truth (each label's carrier
+modality): ``carat-cli explain`` and training runs read it to score attributions against it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +50,8 @@ P_LEADER, P_FOLLOW_GIVEN_LEADER, P_FOLLOW_ALONE = 0.35, 0.75, 0.1
 AMPLITUDE = 4.0  # pattern size along its direction, in units of the per-step noise
 STEPS_PER_LABEL = (2, 4)  # a label's pattern appears at 2..4 time steps
 NEG_INF_RATE, NEG_INF_DIMS = 0.05, (0, 1)  # COVAREP-like -inf entries in two audio dims
+PLANTED_SUFFIX = ".planted.json"
+PLANTED_FORMAT = "carat-planted/1"
 
 
 @dataclass
@@ -53,6 +59,7 @@ class SynthInfo:
     """What :func:`make_synthetic` wrote."""
 
     path: Path
+    planted_path: Path  # the sidecar with each label's carrier modality
     sizes: dict[str, int]
     seq_len: int
     label_counts: dict[str, int]  # over all splits
@@ -136,10 +143,52 @@ def make_synthetic(
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save(data, tmp)
     tmp.replace(out)
+    planted = write_planted(out, seed=seed, amplitude=amplitude)
     counts = {name: 0 for name in MOSEI_LABELS}
     for split in SPLITS:
         for tokens in data[split]["tgt"]:  # type: ignore[index]
             for token in tokens[1:-1]:
                 counts[MOSEI_LABELS[token - FIRST_LABEL_TOKEN]] += 1
     log.info("wrote %s (%s)", out, sizes)
-    return SynthInfo(path=out, sizes=sizes, seq_len=seq_len, label_counts=counts)
+    return SynthInfo(
+        path=out, planted_path=planted, sizes=sizes, seq_len=seq_len, label_counts=counts
+    )
+
+
+def planted_path(data_path: str | Path) -> Path:
+    """Where the planted-truth sidecar of a dataset file lives: ``NAME.planted.json``."""
+    path = Path(data_path)
+    return path.with_name(path.stem + PLANTED_SUFFIX)
+
+
+def write_planted(data_path: str | Path, **settings: float | int) -> Path:
+    """Write the sidecar naming each label's carrier modality (and how it was planted)."""
+    path = planted_path(data_path)
+    record = {"format": PLANTED_FORMAT, "carriers": dict(CARRIER), **settings}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_planted(data_path: str | Path | None) -> dict[str, str] | None:
+    """The planted carriers (label -> modality) of a dataset file, or None when it has no
+    sidecar (any dataset not made by :func:`make_synthetic`). A damaged sidecar is logged
+    and ignored: the planted check is an extra, never a reason to fail."""
+    if not data_path:
+        return None
+    path = planted_path(data_path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        carriers = record["carriers"] if record.get("format") == PLANTED_FORMAT else None
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        log.warning("%s: unreadable planted-truth sidecar (%s); no planted check", path, exc)
+        return None
+    if not isinstance(carriers, dict) or not all(
+        isinstance(k, str) and v in MODALITIES for k, v in carriers.items()
+    ):
+        log.warning("%s: not a %s sidecar; no planted check", path, PLANTED_FORMAT)
+        return None
+    return dict(carriers)
