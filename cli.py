@@ -181,6 +181,14 @@ def demo(out: str, workers: int | None, epochs: int | None) -> None:
     "--preset", default="default", show_default=True, help="Interval labels: featurizers."
 )
 @click.option("--workers", type=int, default=None, help="Interval labels: extraction processes.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Interval labels: where segments are extracted.",
+)
+@click.option("--address", default=None, help="Interval labels: Dask scheduler address.")
 @click.option("--mode", type=click.Choice(["aligned", "unaligned"]), default="aligned")
 @click.option(
     "--max-len",
@@ -208,6 +216,8 @@ def align(
     label_names: str | None,
     preset: str,
     workers: int | None,
+    engine: str,
+    address: str | None,
     mode: str,
     max_len: str | None,
     weighted: bool,
@@ -235,20 +245,23 @@ def align(
         videos=list(videos) or None,
         folds=folds,
         label_names=names,
-        extract_options={"preset": preset, "workers": workers},
+        extract_options={
+            "preset": preset,
+            "workers": workers,
+            "engine": engine,
+            "address": address,
+        },
     )
     if summary.extract is not None:
         done = summary.extract
         click.echo(
-            f"{done.total} segments of {done.recordings} recordings: {done.extracted} extracted, "
-            f"{done.cached} from cache, {len(done.failed)} failed"
+            f"{done.total} segments of {_count(done.recordings, 'recording')}: "
+            f"{done.extracted} extracted, {done.cached} from cache, {len(done.failed)} failed"
         )
         for unit_id, reason in done.failed[:20]:
             click.echo(f"  failed {unit_id}: {reason}", err=True)
-    for problem in summary.problems[:20]:
-        click.echo(f"  left out: {problem}", err=True)
-    if len(summary.problems) > 20:
-        click.echo(f"  ... and {len(summary.problems) - 20} more left out", err=True)
+    if summary.problems:
+        click.echo(f"{len(summary.problems)} labelled intervals left out (named in the warnings)")
     sizes = ", ".join(f"{split} {n}" for split, n in summary.split_sizes.items())
     click.echo(
         f"{summary.joined} clips joined ({summary.mode}; {sizes}; splits from "
@@ -515,7 +528,9 @@ def extract(
         )
     finally:
         bar.close()
-    units = f"segments of {summary.recordings} recordings" if summary.segmented else "clips"
+    units = "clips"
+    if summary.segmented:
+        units = f"segments of {_count(summary.recordings, 'recording')}"
     click.echo(
         f"{summary.total} {units}: {summary.extracted} extracted, {summary.cached} from cache, "
         f"{len(summary.failed)} failed ({summary.partial} of them partly extracted) "
@@ -532,6 +547,10 @@ def extract(
         click.echo(f"wrote {path}")
     if summary.usable == 0 or (strict and summary.failed):
         sys.exit(1)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 if __name__ == "__main__":

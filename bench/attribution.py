@@ -10,12 +10,12 @@
    prediction and its attribution, from one label-wise attention pass and the 8 subsets of
    the head in one batch): one clip, a batch of 64, and the whole test split in batches of 64,
    for the trained synthetic model and for a paper-size model (paper-mosei-aligned, random
-   weights: cost does not depend on them).
+   weights: cost does not depend on them) on 300 MOSEI-shaped clips of 60 steps.
 
 Usage::
 
     python bench/attribution.py [--seeds 0,1,2] [--rate R] [--epochs N] [--n-train N]
-                                [--threads 1] [--repeats 30]
+                                [--seq-len 30] [--threads 1] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -76,13 +76,14 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 def cost_rows(name: str, model: CARAT, dataset: MultimodalDataset, repeats: int) -> None:
     model.eval()
     test = dataset.splits["test"]
+    name = f"{name} ({dataset.lengths['text']} steps)"
     cpu = torch.device("cpu")
     for size in (1, 64):
         batch = make_batch(test, np.arange(min(size, len(test))), cpu)
         plain = median_seconds(lambda b=batch: model(b), repeats)
         attributed = median_seconds(lambda b=batch: shapley(model, b), repeats)
         print(
-            f"{name:<22} batch {size:>3}   forward {1e3 * plain:8.2f} ms   "
+            f"{name:<33} batch {size:>3}   forward {1e3 * plain:8.2f} ms   "
             f"{METHOD} {1e3 * attributed:8.2f} ms   ratio {attributed / plain:5.2f}x"
         )
     labels = dataset.label_names
@@ -92,7 +93,7 @@ def cost_rows(name: str, model: CARAT, dataset: MultimodalDataset, repeats: int)
     )
     n = len(test)
     print(
-        f"{name:<22} test split ({n} clips, batches of 64)   predict {1e3 * plain / n:6.3f} "
+        f"{name:<33} test split ({n} clips, batches of 64)   predict {1e3 * plain / n:6.3f} "
         f"ms/clip   explain {1e3 * attributed / n:6.3f} ms/clip   ratio {attributed / plain:5.2f}x"
     )
 
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="modality dropout [preset's]")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs [preset's]")
     parser.add_argument("--n-train", type=int, default=600, help="synthetic training clips")
+    parser.add_argument("--seq-len", type=int, default=30, help="synthetic steps per clip")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--repeats", type=int, default=30, help="timed repeats per case")
     args = parser.parse_args()
@@ -113,14 +115,24 @@ def main() -> None:
     dropout = [f"model.modality_dropout={args.rate}"] if args.rate is not None else []
     rate = load_config(PRESET, dropout).model.modality_dropout
 
-    print(f"planted check: {PRESET}, {args.n_train} training clips, test positives per label")
+    print(
+        f"planted check: {PRESET}, {args.n_train} training clips of {args.seq_len} steps, "
+        "top modality per label over the 200 test clips' positives"
+    )
     print(f"{'dropout':>7} {'seed':>4} {'micro-F1':>8} {METHOD:>15} {'max-pool winner':>16}")
     totals: dict[float, list[tuple[int, int, int]]] = {rate: [], 0.0: []}
     trained = None
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             path = Path(tmp) / f"data-{seed}" / "train_valid_test.pt"
-            make_synthetic(path, n_train=args.n_train, n_valid=args.n_train // 4, seed=seed)
+            make_synthetic(
+                path,
+                n_train=args.n_train,
+                n_valid=args.n_train // 4,
+                n_test=200,
+                seed=seed,
+                seq_len=args.seq_len,
+            )
             dataset = load_dataset(str(path))
             for r in (rate, 0.0):
                 f1, check, model = planted_run(
@@ -147,9 +159,12 @@ def main() -> None:
         print(f"\ncost of the attribution ({args.threads} thread(s), median of {args.repeats})")
         model, dataset = trained
         cost_rows("synthetic-attribution", model, dataset, args.repeats)
-        paper = fit_to_dataset(load_config("paper-mosei-aligned"), dataset)
+        path = Path(tmp) / "mosei-shaped" / "train_valid_test.pt"
+        make_synthetic(path, n_train=8, n_valid=8, n_test=300, seq_len=60)
+        mosei_shaped = load_dataset(str(path))
+        paper = fit_to_dataset(load_config("paper-mosei-aligned"), mosei_shaped)
         torch.manual_seed(0)
-        cost_rows("paper-mosei-aligned", CARAT(paper), dataset, args.repeats)
+        cost_rows("paper-mosei-aligned", CARAT(paper), mosei_shaped, args.repeats)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def main() -> None:
             f"{'words from':<19} {'length':>7} {'RTF':>6} {'peak RSS':>9} {'segments':>9} "
             f"{'planted':>8} {'covered':>8} {'bound. err med/max':>19}"
         )
-        for source, minutes, planted, r in rows:
+        for source, _minutes, planted, r in rows:
             med, worst = boundary_error(planted, r["segments"])
             print(
                 f"{source:<19} {r['duration']:>6.0f}s {r['duration'] / r['seconds']:>5.1f}x "
@@ -147,8 +147,9 @@ def main() -> None:
         full = next(r for s, m, _, r in rows if s == "transcript" and m == args.minutes[0])
         resumed = resume_after_kill(path, args.model, work / "cache-resume", full["seconds"])
         print(
-            f"resume: killed at {resumed['killed_after_s']:.0f} s with {resumed['entries_kept']} of "
-            f"{resumed['entries_total']} cache entries written; the re-run took "
+            f"resume: killed at {resumed['killed_after_s']:.0f} s with "
+            f"{resumed['entries_kept']} of {resumed['entries_total']} cache entries written; "
+            "the re-run took "
             f"{resumed['rerun_seconds']:.1f} s against {resumed['full_seconds']:.1f} s from scratch"
         )
     finally:

@@ -61,7 +61,8 @@ class ExplainResult:
         if self.planted is None:
             return None
         truth = [self.planted.get(name) for name in self.label_names]
-        checked = [i for i, carrier in enumerate(truth) if carrier is not None]
+        # a label without positives in this split cannot be checked
+        checked = [i for i, t in enumerate(truth) if t is not None and self.positives[i] > 0]
 
         def score(top: list[str | None]) -> dict[str, Any]:
             hits = [top[i] == truth[i] for i in checked]

@@ -232,8 +232,8 @@ def _attribution_lines(info: ModelInfo) -> list[str]:
         lines += [
             "Trained without modality dropout (`model.modality_dropout: 0`, as in the paper",
             "presets): the model never saw a modality removed while training, so the removals",
-            "behind the attribution (and a clip with a missing modality) are inputs it has not",
-            "seen. Read the contributions as the model's reaction to such inputs, not as proven",
+            "behind the attribution (and a clip with a missing modality) are unseen inputs for",
+            "it. Read the contributions as the model's reaction to such inputs, not as proven",
             "evidence; retrain with `model.modality_dropout` (e.g. 0.3) for attributions to trust.",
         ]
     explain = info.metrics.get("explain")

@@ -451,6 +451,8 @@ def _build_from_intervals(
     rows = [r for r in table.rows if r.video_id in clip_of]
     splits, split_source = _interval_splits(table, rows, split_rule, folds, problems)
     rows = [r for r in rows if splits.get(r.ref) is not None]
+    if strict and problems:  # before any extraction
+        raise PipelineError(f"{problems[0]} (--strict)")
     intervals: dict[str, list[Interval]] = {}
     for row in rows:
         intervals.setdefault(clip_of[row.video_id], []).append(
@@ -461,7 +463,7 @@ def _build_from_intervals(
     problems.extend(extracted.problems.values())
     rows = [r for r in rows if r.ref not in extracted.problems]
     for problem in problems:
-        log.warning("%s", problem)
+        log.warning("left out: %s", problem)
     store = FeatureStore(features_dir)
     specs = _store_specs(store)
     manifest = store.manifest()

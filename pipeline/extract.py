@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 FeaturizerFactory = Callable[[], dict[str, Featurizer]]
 SEGMENT_BATCH_SECONDS = 30.0  # media per segment task: small enough to spread a long file
+LABELS_SEGMENTATION: dict[str, Any] = {"how": "labels"}  # segments given by interval labels
 # A labelled interval may end this far past the recording's length (rounding of label times).
 INTERVAL_END_SLACK_S = 0.5
 
@@ -437,9 +438,6 @@ def run_extract(
         summary.exported = store.export_csd(export_csd)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-LABELS_SEGMENTATION: dict[str, Any] = {"how": "labels"}
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,30 @@ def test_parse_max_len():
     for bad in ("acoustic=5", "text=0", "ten"):
         with pytest.raises(PipelineError, match="--max-len"):
             parse_max_len(bad)
+
+
+def test_segmentation_travels_in_the_feature_spec_and_old_specs_are_whole_clips(tmp_path):
+    from pipeline.align import feature_segmentation
+
+    make_store(tmp_path / "features", ["a.mp4", "b.mp4"])
+    labels = write_csv(tmp_path / "labels.csv", "clip_id,joy\na.mp4,1\nb.mp4,0\n")
+    summary = build_dataset(tmp_path / "features", labels, tmp_path / "dataset")
+    data = load_dataset(str(summary.out))
+    assert data.feature_spec["segmentation"] == {"how": "none"}
+    assert feature_segmentation(data.feature_spec) == {"how": "none"}
+    old = {k: v for k, v in data.feature_spec.items() if k != "segmentation"}
+    assert feature_segmentation(old) == feature_segmentation(None) == {"how": "none"}
+    # segments of two different segmentations do not mix in one dataset
+    store = FeatureStore(tmp_path / "features")
+    manifest = store.manifest()
+    with store.open_manifest() as writer:
+        for clip_id, how in (("a.mp4", "fixed"), ("b.mp4", "transcript")):
+            record = manifest[clip_id]
+            record.clip_id, record.time = f"{clip_id}@0.000-2.000", 0.0
+            record.segment = {"recording": clip_id, "segmentation": {"how": how}}
+            writer.append(record)
+    mixed = write_csv(
+        tmp_path / "mixed.csv", "clip_id,joy\na.mp4@0.000-2.000,1\nb.mp4@0.000-2.000,0\n"
+    )
+    with pytest.raises(PipelineError, match="2 different segmentations"):
+        build_dataset(tmp_path / "features", mixed, tmp_path / "mixed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from carat.data import MOSEI_LABELS, load_dataset, make_synthetic
 from carat.data.formats import CARAT_PT
 from carat.data.safe_pickle import load_file
-from carat.data.synth import CARRIER, PAIRS
+from carat.data.synth import CARRIER, PAIRS, planted_path, read_planted
 from carat.data.types import MODALITIES, SPLITS
 from cli import main
 
@@ -128,5 +129,24 @@ def test_cli_synth_writes_and_reports(tmp_path: Path) -> None:
     ds = load_dataset("mosei", str(out))
     assert {s: len(ds.splits[s]) for s in SPLITS} == {"train": 12, "valid": 4, "test": 5}
     assert ds.lengths == {m: 10 for m in MODALITIES}
+    sidecar = out / "train_valid_test.planted.json"
+    assert f"planted truth (each label's carrier modality): {sidecar}" in result.output
+    assert read_planted(ds.source) == CARRIER
     bad = CliRunner().invoke(main, ["synth", "--out", str(out), "--seq-len", "2"])
     assert bad.exit_code != 0 and "--seq-len" in bad.output
+
+
+def test_planted_truth_sidecar_is_read_only_when_sound(
+    synth_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = synth_dir / "train_valid_test.pt"
+    assert planted_path(data) == synth_dir / "train_valid_test.planted.json"
+    record = json.loads(planted_path(data).read_text())
+    assert record["carriers"] == CARRIER and record["seed"] == 3
+    assert read_planted(data) == CARRIER
+    assert read_planted(tmp_path / "other.pt") is None  # no sidecar: no planted truth
+    assert read_planted(None) is None
+    for damaged in ("{not json", '{"format": "carat-planted/1", "carriers": {"happy": "smell"}}'):
+        planted_path(tmp_path / "bad.pt").write_text(damaged)
+        assert read_planted(tmp_path / "bad.pt") is None
+    assert "no planted check" in caplog.text

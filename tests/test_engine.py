@@ -62,6 +62,31 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(tmp_path):
     assert (tmp_path / "c.attempts").read_text() == "3"  # first try + 2 retries
 
 
+def test_a_source_may_wait_for_results_in_flight(tmp_path):
+    """Items that depend on a result (segments of a planned recording) come after WAIT."""
+    from pipeline.engine import WAIT
+
+    results: list[str] = []
+
+    def source():
+        yield ("plan", "ok", str(tmp_path))
+        while not results:
+            yield WAIT
+        for i in range(3):
+            yield (f"{results[0]}-{i}", "ok", str(tmp_path))
+
+    with LocalEngine(workers=2) as engine:
+        for _, result in engine.map_unordered(work, source()):
+            results.append(result)
+    assert results[0] == "PLAN" and sorted(results[1:]) == [f"PLAN-{i}".upper() for i in range(3)]
+
+    def stuck():
+        yield WAIT
+
+    with LocalEngine(workers=1) as engine, pytest.raises(RuntimeError, match="none is in flight"):
+        list(engine.map_unordered(work, stuck()))
+
+
 def test_engine_choice_errors_are_clear():
     with pytest.raises(PipelineError, match="--address"):
         make_engine("dask")

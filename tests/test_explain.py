@@ -15,9 +15,16 @@ from click.testing import CliRunner
 from carat.attribution import METHOD, shapley
 from carat.data import load_dataset, make_synthetic
 from carat.data.synth import CARRIER
+from carat.data.types import MODALITIES
 from carat.errors import CaratError
 from carat.evaluate import make_batch
-from carat.explain import MAXPOOL_NAME, explain_model, explain_split
+from carat.explain import (
+    MAXPOOL_NAME,
+    ExplainResult,
+    explain_model,
+    explain_split,
+    format_explain,
+)
 from carat.modeldir import build_model, load_model
 from carat.train import resolve_run_config, run_training
 from cli import main
@@ -116,3 +123,37 @@ def test_explain_refuses_a_model_without_a_masked_path(planted_run) -> None:
     baseline = build_model(info.config, "early-fusion")
     with pytest.raises(CaratError, match="needs a CARAT model"):
         explain_split(baseline, dataset.splits["test"], dataset.label_names, 8, "cpu")
+
+
+def test_explain_command_says_what_is_wrong_in_one_line(planted_run, tmp_path) -> None:
+    data = ["--dataset", "mosei", "--data-dir", str(planted_run["data"])]
+    missing = CliRunner().invoke(main, ["explain", str(tmp_path / "nope"), *data])
+    assert missing.exit_code == 2 and "not a model directory" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
+    no_data = CliRunner().invoke(
+        main,
+        ["explain", str(planted_run["model"]), "--dataset", "mosei", "--data-dir", str(tmp_path)],
+    )
+    assert no_data.exit_code == 2 and "train_valid_test.pt" in no_data.output
+
+
+def test_planted_check_scores_each_statistic_and_skips_labels_without_positives() -> None:
+    nan = [np.nan] * 3
+    result = ExplainResult(
+        label_names=["a", "b", "c"],
+        split="test",
+        num_samples=5,
+        positives=[3, 2, 0],
+        contributions=np.array([[0.3, 0.1, 0.0], [0.0, -0.1, 0.2], nan]),
+        maxpool_share=np.array([[0.2, 0.8, 0.0], [0.0, 0.0, 1.0], nan]),
+        planted={"a": "text", "b": "visual", "c": "audio"},
+    )
+    check = result.planted_check()
+    assert check["planted"] == {"a": "text", "b": "visual"}
+    assert check["attribution"] == {"correct": 1, "labels": 2, "accuracy": 0.5}
+    assert check["maxpool_winner"] == {"correct": 0, "labels": 2, "accuracy": 0.0}
+    record = result.to_dict()
+    assert record["attribution_top"] == {"a": "text", "b": "audio", "c": None}
+    assert record["mean_contribution_over_positives"]["c"] == dict.fromkeys(MODALITIES)
+    json.dumps(record, allow_nan=False)  # NaN never reaches the JSON
+    assert "1/2 (0.50)" in format_explain(result)

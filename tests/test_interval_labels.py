@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -273,7 +274,7 @@ def test_dataset_from_intervals_equals_the_same_ranges_cut_as_clips(recording, t
     assert a.splits["train"].ids[0] == segment_id("talk.mp4", *spans[0])
 
 
-def test_bad_intervals_are_named_and_the_rest_builds(recording, tmp_path):
+def test_bad_intervals_are_named_and_the_rest_builds(recording, tmp_path, caplog):
     path, planted = recording
     spans = _spans(planted)[:3]
     rows = ["video_id,start,end,happy,sad"]
@@ -282,29 +283,31 @@ def test_bad_intervals_are_named_and_the_rest_builds(recording, tmp_path):
     rows.append("nowhere,0,2,1,0")  # row 6: no such recording
     rows.append(f"talk,{spans[0][0]},{spans[0][1] + 0.5},1,0")  # row 7: overlaps row 2
     labels = _write(tmp_path / "labels.csv", "\n".join(rows) + "\n")
-    result = CliRunner().invoke(
-        main,
-        [
-            "align",
-            str(tmp_path / "features"),
-            "--labels",
-            str(labels),
-            "--out",
-            str(tmp_path / "dataset"),
-            "--videos",
-            str(path.parent),
-            "--split",
-            "random:1,0,0",
-            "--workers",
-            "1",
-            "--preset",
-            "fast",
-        ],
-    )
+    with caplog.at_level(logging.WARNING, logger="pipeline.build"):
+        result = CliRunner().invoke(
+            main,
+            [
+                "align",
+                str(tmp_path / "features"),
+                "--labels",
+                str(labels),
+                "--out",
+                str(tmp_path / "dataset"),
+                "--videos",
+                str(path.parent),
+                "--split",
+                "random:1,0,0",
+                "--workers",
+                "1",
+                "--preset",
+                "fast",
+            ],
+        )
     assert result.exit_code == 0, result.output
-    assert "3 segments of 1 recordings: 3 extracted" in result.output
-    left_out = [line for line in result.output.splitlines() if "left out:" in line]
-    assert len(left_out) == 3, result.output
+    assert "3 segments of 1 recording: 3 extracted" in result.output
+    assert "3 labelled intervals left out" in result.output
+    left_out = [r.getMessage() for r in caplog.records if "left out:" in r.getMessage()]
+    assert len(left_out) == 3 and all("\n" not in line for line in left_out), left_out
     assert any("labels.csv row 5" in line and "ends after" in line for line in left_out)
     assert any("'nowhere'" in line and "no recording" in line for line in left_out)
     assert any("row 7" in line and "overlaps row 2" in line for line in left_out)

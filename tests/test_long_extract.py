@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_transcript_segments_through_the_cli_and_bad_options(videos, tmp_path):
     assert result.exit_code == 0, result.output
     store = FeatureStore(out)
     ids = _segments(store, "long a.mp4")
-    assert f"{len(ids)} segments of 1 recordings: {len(ids)} extracted" in result.output
+    assert f"{len(ids)} segments of 1 recording: {len(ids)} extracted" in result.output
     assert all(store.manifest()[i].segment["source"] == "transcript" for i in ids)
     assert all(store.manifest()[i].segment["text"] for i in ids)
     assert len(ids) >= 10  # about one segment per utterance of the transcript
@@ -227,3 +228,45 @@ def test_a_bad_recording_is_recorded_and_the_rest_goes_on(videos, tmp_path):
     store = FeatureStore(tmp_path / "out")
     assert _segments(store, "long a.mp4") and summary.usable >= len(_segments(store, "long a.mp4"))
     assert all(r.status == DONE for c, r in store.manifest().items() if c.startswith("long a.mp4@"))
+
+
+def test_dask_spreads_the_segments_into_the_same_store(videos, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from pipeline.engine import DaskEngine
+
+    recording = [videos / "long b.mp4"]
+    local = run_extract(recording, tmp_path / "local", modalities="acoustic", segments="fixed:6")
+    with distributed.LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        summary = run_extract(
+            recording,
+            tmp_path / "dask",
+            modalities="acoustic",
+            engine=DaskEngine(cluster.scheduler_address),
+            segments="fixed:6",
+        )
+    assert summary.total == summary.extracted == local.extracted >= 15 and not summary.failed
+    a, b = FeatureStore(tmp_path / "local"), FeatureStore(tmp_path / "dask")
+    assert a.clip_ids() == b.clip_ids()
+    for unit in a.clip_ids():
+        np.testing.assert_array_equal(
+            a.load(unit, "acoustic").features, b.load(unit, "acoustic").features
+        )
+
+
+def test_a_tar_of_recordings_streams_segment_by_segment(videos, tmp_path):
+    archive = tmp_path / "recordings.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(videos / "long a.srt", arcname="day1/long a.srt")  # the sidecar first
+        tar.add(videos / "long a.mp4", arcname="day1/long a.mp4")
+        tar.add(videos / "short.mp4", arcname="day1/short.mp4")
+    out = tmp_path / "features"
+    summary = run_extract([archive], out, modalities="acoustic", segments="transcript")
+    assert summary.recordings == 2 and not summary.failed
+    store = FeatureStore(out)
+    ids = _segments(store, "recordings.tar.gz/day1/long a.mp4")
+    assert len(ids) >= 10 and summary.total == len(ids) + 1
+    assert all(store.manifest()[i].segment["source"] == "transcript" for i in ids)
+    assert "recordings.tar.gz/day1/short.mp4" in store.clip_ids()
+    assert not any((out / ".spool").rglob("*.mp4"))

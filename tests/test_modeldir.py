@@ -7,6 +7,7 @@ import pytest
 import safetensors
 import torch
 
+from carat.attribution import METHOD as ATTRIBUTION_METHOD
 from carat.config import load_config
 from carat.data.types import MODALITIES, MultimodalDataset, SplitData
 from carat.errors import CaratError
@@ -19,6 +20,7 @@ from carat.modeldir import (
     dataset_fingerprint,
     dataset_summary,
     load_model,
+    model_card,
     save_model,
 )
 from carat.train import fit_to_dataset
@@ -112,6 +114,26 @@ def test_directory_contents_and_card(tmp_path):
     for heading in ("## Data", "## Metrics", "## Intended use", "## Limits", "licence"):
         assert heading in card
     assert "PDDL" in card and "happy, sad, anger" in card and "0.5000" in card
+
+
+def test_card_states_the_attribution_and_how_far_to_trust_it(tmp_path):
+    dataset = small_dataset()
+    model, cfg = trained_model("carat", dataset)
+    check = {
+        "attribution": {"correct": 3, "labels": 3, "accuracy": 1.0},
+        "maxpool_winner": {"correct": 1, "labels": 3, "accuracy": 1 / 3},
+    }
+    metrics = {"test": {"micro_f1": 0.5}, "seeds": [1], "explain": {"planted_check": check}}
+    card = model_card(info_for(cfg, dataset, metrics=metrics))
+    assert f"`{ATTRIBUTION_METHOD}`" in card and "p(all) - p(none)" in card
+    assert "Trained without modality dropout" in card and "unseen inputs" in card
+    assert "planted one for 3/3 labels" in card and "max-pool winner's for 1/3" in card
+    cfg.model.modality_dropout = 0.4
+    card = model_card(info_for(cfg, dataset))
+    assert "modality dropout at rate 0.4" in card and "Planted check" not in card
+    _, base_cfg = trained_model("early-fusion", dataset)
+    card = model_card(info_for(base_cfg, dataset, "early-fusion"))
+    assert "carry no attribution" in card and ATTRIBUTION_METHOD not in card
 
 
 def test_fingerprint_follows_content():

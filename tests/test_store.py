@@ -15,7 +15,7 @@ import pytest
 
 from featurizers.base import FeatureSequence, FeaturizerSpec
 from pipeline.errors import PipelineError
-from pipeline.store import DONE, ClipRecord, FeatureStore
+from pipeline.store import DONE, ClipRecord, FeatureStore, segment_hash, segment_id
 
 SPEC = FeaturizerSpec("toy", "1", "acoustic", ("energy", "pitch"), 100.0, {"hop": 0.01})
 WORDS_SPEC = FeaturizerSpec("toywords", "1", "text", ("v0", "v1", "v2"), None)
@@ -226,3 +226,27 @@ def test_we_import_what_the_cmu_sdk_writes(tmp_path):
         "COVAREP_1",
         "COVAREP_2",
     )
+
+
+def test_segment_records_and_plans_round_trip_and_old_lines_still_load(tmp_path):
+    store = FeatureStore(tmp_path)
+    unit = segment_id("talks/a.mp4", 1.5, 12.25)
+    assert unit == "talks/a.mp4@1.500-12.250"
+    key = segment_hash("ab" * 32, 1.5, 12.25)
+    assert key != segment_hash("ab" * 32, 1.5, 12.251) and len(key) == 64
+    record = _record(store, unit, key, acoustic=_sequence(10))
+    record.segment = {"recording": "talks/a.mp4", "start": 1.5, "end": 12.25, "source": "fixed"}
+    with store.open_manifest() as manifest:
+        manifest.append(record)
+        manifest.append(_record(store, "old.mp4", "cd" * 32, acoustic=_sequence(5)))
+    loaded = FeatureStore(tmp_path).manifest()
+    assert loaded[unit].segment == record.segment and loaded["old.mp4"].segment is None
+    line = (next((tmp_path / "manifest").glob("*.jsonl")).read_text().splitlines())[1]
+    assert "segment" not in line  # whole clips keep the old line layout
+    assert len(store.load(unit, "acoustic").features) == 10
+    spec = {"how": "fixed", "window": 10.0}
+    assert store.read_plan("ef" * 32, spec) is None
+    store.write_plan("ef" * 32, spec, {"duration": 30.0, "segments": [[0.0, 10.0, "fixed", None]]})
+    plan = store.read_plan("ef" * 32, spec)
+    assert plan["segments"] == [[0.0, 10.0, "fixed", None]] and plan["duration"] == 30.0
+    assert store.read_plan("ef" * 32, {"how": "fixed", "window": 5.0}) is None
