@@ -20,7 +20,6 @@ statistic), not as an explanation.
 from __future__ import annotations
 
 import csv
-import hashlib
 import inspect
 import io
 import logging
@@ -44,7 +43,7 @@ from pipeline.align import AlignSettings
 from pipeline.errors import PipelineError
 from pipeline.presence import model_inputs
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
-from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, segment_hash
 from pipeline.timeline import LabelScore, SegmentResult, Timeline, format_timeline_table
 
 log = logging.getLogger(__name__)
@@ -302,7 +301,7 @@ class Predictor:
         given = None if transcript is None else Path(transcript)
         try:
             media = MediaClip(clip.path)
-            segments = plan_segments(media, self.segmentation, given)
+            segments = self._plan(media, clip, given)
         except MediaError as exc:
             return ClipPrediction(clip.clip_id, clip.source, error=_one_line(exc, clip))
         whole = len(segments) == 1 and segments[0].source == "whole"
@@ -312,7 +311,11 @@ class Predictor:
             ready: list[tuple[int, Segment, dict[str, FeatureSequence]]] = []
             for index, segment in enumerate(segments[first : first + SEGMENT_BATCH], first):
                 view = media if whole else media.segment(segment.start, segment.end, segment.text)
-                key = clip.content_hash if whole else segment_hash(clip.content_hash, segment)
+                key = (
+                    clip.content_hash
+                    if whole
+                    else segment_hash(clip.content_hash, segment.start, segment.end)
+                )
                 try:
                     sequences, cached = self._features(view, key, clip, featurizers)
                 except MediaError as exc:
@@ -339,6 +342,27 @@ class Predictor:
             transcript=None if source is None else _shown_source(source, clip),
             cached=all_cached,
         )
+
+    def _plan(self, media: Any, clip: OpenedClip, given: Path | None) -> list[Segment]:
+        """The recording's segments, from the store's plan cache when it was planned before
+        (the same plans `carat-cli extract` keeps; a plan from speech recognition is costly).
+        Times are kept to the millisecond, as in the cache keys."""
+        spec = self.segmentation.to_dict()
+        cached = None if given is not None else self.store.read_plan(clip.content_hash, spec)
+        if cached is not None:
+            return [
+                Segment(start, end, source, text) for start, end, source, text in cached["segments"]
+            ]
+        planned = [
+            Segment(round(s.start, 3), round(s.end, 3), s.source, s.text)
+            for s in plan_segments(media, self.segmentation, given)
+        ]
+        if given is None:  # an explicit --transcript is not part of the clip's hash
+            rows = [[s.start, s.end, s.source, s.text] for s in planned]
+            self.store.write_plan(
+                clip.content_hash, spec, {"duration": media.info.duration, "segments": rows}
+            )
+        return planned
 
     def _features(
         self,
@@ -409,12 +433,6 @@ class Predictor:
                 SegmentResult(index, segment.start, segment.end, words, labels, have, missing[row])
             )
         return results
-
-
-def segment_hash(content_hash: str, segment: Segment) -> str:
-    """The feature-store key of one segment of a recording (its clip hash and range in ms)."""
-    key = f"{content_hash}@{segment.start:.3f}-{segment.end:.3f}"
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _unpredictable(
