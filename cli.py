@@ -146,11 +146,18 @@ def demo(out: str, workers: int | None, epochs: int | None) -> None:
     click.echo(metrics_table(result.test_metrics))
     click.echo("\npredictions on the held-out clips:\n")
     click.echo(format_table(result.predictions))
+    if result.recording is not None:
+        right, total = result.utterances_right
+        click.echo("\nthe sample recording, cut into utterances:\n")
+        click.echo(format_table([result.recording]))
+        click.echo(f"{right} of {total} utterances get exactly their true labels")
     click.echo(f"\nfeatures:     {result.features}  ({result.extract.total} clips)")
     click.echo(f"dataset:      {result.dataset}  ({result.build.split_sizes})")
     click.echo(f"training run: {result.run_dir}  (config.yaml, metrics.json, plots/)")
     click.echo(f"model:        {result.model}")
     click.echo(f"predictions:  {result.predictions_file}")
+    for path in result.timeline_files:
+        click.echo(f"timeline:     {path}")
     stages = ", ".join(f"{stage} {s:.0f} s" for stage, s in result.seconds.items())
     click.echo(f"done in {time.perf_counter() - started:.0f} s ({stages})")
     click.echo(

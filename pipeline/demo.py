@@ -1,15 +1,18 @@
 """`carat-cli demo`: the whole path on the built-in sample, in a few minutes on a laptop CPU.
 
 The sample (``pipeline/sample_data/``, see its README) is 36 short labelled clips with
-transcripts plus 2 held-out clips without. The demo extracts the labelled clips' features,
-aligns them into a dataset, trains the small ``demo`` preset, and predicts the held-out clips
-(their words come from speech recognition). Outputs, all under ``out``::
+transcripts, 2 held-out clips without, and a ~50-s recording strung together from the
+validation and test clips. The demo extracts the labelled clips' features, aligns them into a
+dataset, trains the small ``demo`` preset, predicts the held-out clips (their words come from
+speech recognition), and predicts the recording as a timeline of utterances, scored against the
+true label of each utterance. Outputs, all under ``out``::
 
     features/          the feature store (also the prediction cache)
     dataset/           the packed, word-aligned dataset
     config.yaml, metrics.json, plots/, seed_0/   the training run
     model/             the trained model directory (what `carat-cli predict --model` takes)
     predictions.json   the held-out clips' predictions
+    timeline/          the recording's emotions.srt, emotions.vtt, timeline.png, report.html
 
 Running it again reuses what is there: cached features, the finished training run.
 """
@@ -27,7 +30,9 @@ from typing import Any
 from pipeline.build import BuildSummary, build_dataset
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractSummary, run_extract
+from pipeline.intervals import read_interval_labels
 from pipeline.predict import ClipPrediction, predict_clips
+from pipeline.timeline_files import write_timeline_files
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,12 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 DEMO_PRESET = "demo"
 # The sample's sentences have at most 9 words; 16 steps leave room without padding cost.
 DEMO_MAX_LEN = {"text": 16, "visual": 16, "audio": 16}
+TIMELINE_FILES = {
+    "srt": "emotions.srt",
+    "vtt": "emotions.vtt",
+    "plot": "timeline.png",
+    "report": "report.html",
+}
 
 Report = Callable[[str], None]
 
@@ -53,12 +64,20 @@ class DemoResult:
     build: BuildSummary
     test_metrics: dict[str, Any]  # the trained seed's test metrics, per label too
     predictions: list[ClipPrediction]
+    recording: ClipPrediction | None = None  # the sample recording's timeline
+    timeline_files: list[Path] = field(default_factory=list)
+    utterances_right: tuple[int, int] = (0, 0)  # utterances whose labels are all right, of all
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def sample_paths(sample_dir: Path = SAMPLE_DIR) -> tuple[Path, Path, Path]:
-    """The sample's labelled clips folder, labels CSV and held-out clips folder."""
-    paths = (sample_dir / "clips", sample_dir / "labels.csv", sample_dir / "held_out")
+def sample_paths(sample_dir: Path = SAMPLE_DIR) -> tuple[Path, Path, Path, Path]:
+    """The sample's labelled clips folder, labels CSV, held-out clips folder and recording."""
+    paths = (
+        sample_dir / "clips",
+        sample_dir / "labels.csv",
+        sample_dir / "held_out",
+        sample_dir / "recording" / "interview.mp4",
+    )
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise PipelineError(
@@ -84,10 +103,10 @@ def run_demo(
 
     say = report or log.info
     out = Path(out)
-    clips, labels, held_out = sample_paths(sample_dir)
+    clips, labels, held_out, recording = sample_paths(sample_dir)
     seconds: dict[str, float] = {}
 
-    say(f"1/4 extracting features of {clips} (text from the transcripts beside the clips)")
+    say(f"1/5 extracting features of {clips} (text from the transcripts beside the clips)")
     started = time.perf_counter()
     features = out / "features"
     extracted = run_extract([clips], features, workers=workers)
@@ -99,20 +118,20 @@ def run_demo(
         )
     seconds["extract"] = time.perf_counter() - started
 
-    say(f"2/4 aligning features to words with the labels of {labels}")
+    say(f"2/5 aligning features to words with the labels of {labels}")
     started = time.perf_counter()
     dataset_dir = out / "dataset"
     built = build_dataset(features, labels, dataset_dir, mode="aligned", max_len=DEMO_MAX_LEN)
     seconds["align"] = time.perf_counter() - started
 
-    say(f"3/4 training the '{DEMO_PRESET}' preset on {built.split_sizes['train']} clips")
+    say(f"3/5 training the '{DEMO_PRESET}' preset on {built.split_sizes['train']} clips")
     started = time.perf_counter()
     dataset = load_dataset(str(dataset_dir))
     cfg = resolve_run_config(dataset, DEMO_PRESET, epochs=epochs)
     run = run_training(dataset, cfg, out, progress=False)
     seconds["train"] = time.perf_counter() - started
 
-    say(f"4/4 predicting the held-out clips in {held_out} (words by speech recognition)")
+    say(f"4/5 predicting the held-out clips in {held_out} (words by speech recognition)")
     started = time.perf_counter()
     predictions = predict_clips([held_out], run.model_dir, cache_dir=features)
     predictions_file = out / "predictions.json"
@@ -120,6 +139,17 @@ def run_demo(
         json.dumps([p.to_dict() for p in predictions], indent=2) + "\n", encoding="utf-8"
     )
     seconds["predict"] = time.perf_counter() - started
+
+    say(f"5/5 predicting the timeline of {recording} (segments from its .srt)")
+    started = time.perf_counter()
+    [timeline] = predict_clips([recording], run.model_dir, cache_dir=features)
+    timeline_dir = out / "timeline"
+    written = write_timeline_files(
+        [timeline],
+        {kind: timeline_dir / name for kind, name in TIMELINE_FILES.items()},
+    )
+    right = utterances_right(timeline, recording.with_name("interview_labels.csv"))
+    seconds["timeline"] = time.perf_counter() - started
 
     best = next(r for r in run.per_seed if r.seed == run.best_seed)
     return DemoResult(
@@ -133,5 +163,23 @@ def run_demo(
         build=built,
         test_metrics=best.test,
         predictions=predictions,
+        recording=timeline,
+        timeline_files=written,
+        utterances_right=right,
         seconds=seconds,
     )
+
+
+def utterances_right(prediction: ClipPrediction, truth_csv: Path) -> tuple[int, int]:
+    """How many labelled utterances fall in a segment whose predicted labels are exactly the
+    utterance's true labels, and how many there are."""
+    table = read_interval_labels(truth_csv)
+    segments = [] if prediction.timeline is None else prediction.timeline.segments
+    right = 0
+    for row in table.rows:
+        truth = {name for name, value in zip(table.label_names, row.labels, strict=True) if value}
+        middle = (row.start + row.end) / 2
+        holder = next((s for s in segments if s.start <= middle < s.end), None)
+        if holder is not None and holder.error is None:
+            right += {p.label for p in holder.labels if p.predicted} == truth
+    return right, len(table.rows)

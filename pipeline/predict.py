@@ -77,12 +77,20 @@ class ClipPrediction:
         return [] if self.single is None else self.single.labels
 
     @property
+    def words(self) -> list[str]:
+        """Every word heard, in order, over all segments."""
+        if self.timeline is None:
+            return []
+        return [w for segment in self.timeline.segments for w in segment.words]
+
+    @property
     def predicted_labels(self) -> list[str]:
         return [p.label for p in self.labels if p.predicted]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready. ``labels``/``predicted``/``words``/``present``/``missing`` describe a
-        clip of one segment (empty for a cut recording); ``segments`` always holds them all."""
+        """JSON-ready. ``labels``/``predicted``/``present``/``missing`` describe a clip of one
+        segment (empty for a cut recording); ``segments`` always holds them all, and ``words``
+        is every word heard."""
         single = self.single
         timeline = self.timeline
         return {
@@ -90,7 +98,7 @@ class ClipPrediction:
             "source": self.source,
             "predicted": self.predicted_labels,
             "labels": [asdict(p) for p in self.labels],
-            "words": [] if single is None else single.words,
+            "words": self.words,
             "present": [] if single is None else single.present,
             "missing": {} if single is None else single.missing,
             "transcript": self.transcript,

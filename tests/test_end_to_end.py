@@ -29,13 +29,15 @@ HELD_OUT = "new_sad.mp4"
 
 
 def small_sample(folder: Path) -> Path:
-    """8 labelled clips with their transcripts, their labels rows, and one held-out clip."""
+    """8 labelled clips with their transcripts, their labels rows, one held-out clip and the
+    sample recording."""
     (folder / "clips").mkdir(parents=True)
     (folder / "held_out").mkdir()
     for name in TRAIN + VALID + TEST:
         for suffix in (".mp4", ".txt"):
             shutil.copy(SAMPLE_DIR / "clips" / f"{name}{suffix}", folder / "clips")
     shutil.copy(SAMPLE_DIR / "held_out" / HELD_OUT, folder / "held_out")
+    shutil.copytree(SAMPLE_DIR / "recording", folder / "recording")
     with open(SAMPLE_DIR / "labels.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["clip_id"] in TRAIN + VALID + TEST]
     with open(folder / "labels.csv", "w", newline="") as handle:
@@ -123,6 +125,23 @@ def test_repredicting_through_the_cli_hits_the_cache(demo: DemoResult, sample: P
     [again] = json.loads(result.stdout)
     assert again["cached"] is True
     assert again["labels"] == demo.predictions[0].to_dict()["labels"]
+
+
+def test_the_sample_recording_becomes_a_timeline_with_its_files(demo: DemoResult) -> None:
+    timeline = demo.recording.timeline
+    assert timeline.segmentation == "transcript"
+    truth = (SAMPLE_DIR / "recording" / "interview_labels.csv").read_text().splitlines()[1:]
+    assert len(timeline.segments) == len(truth) == demo.utterances_right[1]
+    assert 0 <= demo.utterances_right[0] <= len(truth)
+    faceless = [s for s in timeline.segments if "visual" in s.missing]
+    assert faceless and all(s.missing["visual"] == "no face" and s.labels for s in faceless)
+    names = sorted(p.name for p in demo.timeline_files)
+    assert names == ["emotions.srt", "emotions.vtt", "report.html", "timeline.png"]
+    assert all(
+        p.parent == demo.out / "timeline" and p.stat().st_size > 0 for p in demo.timeline_files
+    )
+    srt = (demo.out / "timeline" / "emotions.srt").read_text()
+    assert srt.count(" --> ") == len(timeline.segments)
 
 
 def test_incomplete_sample_is_one_clear_error(tmp_path: Path) -> None:
