@@ -381,13 +381,25 @@ def train(
     click.echo(format_table(result.summary["test"]))
 
 
+def model_on_split(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The arguments of a command that runs a saved model over one split of a dataset."""
+    options = [
+        click.argument("model_dir", type=click.Path(file_okay=False)),
+        click.option("--dataset", required=True, help=DATASET_HELP),
+        click.option(
+            "--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live."
+        ),
+        click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test"),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto"),
+        click.option("--batch-size", type=int, help="Batch size [default: the model's]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
-@click.option("--dataset", required=True, help=DATASET_HELP)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live.")
-@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-@click.option("--batch-size", type=int, help="Evaluation batch size [default: the model's].")
+@model_on_split
 @user_errors
 def evaluate(
     model_dir: str,
@@ -412,12 +424,7 @@ def evaluate(
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
-@click.option("--dataset", required=True, help=DATASET_HELP)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live.")
-@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-@click.option("--batch-size", type=int, help="Batch size [default: the model's].")
+@model_on_split
 @click.option(
     "--out",
     type=click.Path(file_okay=False),

@@ -109,14 +109,11 @@ def check_compatible(info: ModelInfo, dataset: MultimodalDataset, model_dir: Pat
         )
 
 
-def evaluate_model(
-    model_dir: str | Path,
-    dataset: MultimodalDataset,
-    split: str = "test",
-    batch_size: int | None = None,
-    device: str = "auto",
-) -> dict[str, Any]:
-    """Metrics of a saved model on one split of ``dataset``, at the model's own threshold."""
+def load_for_split(
+    model_dir: str | Path, dataset: MultimodalDataset, split: str, device: str = "auto"
+) -> tuple[nn.Module, ModelInfo, torch.device, SplitData]:
+    """A saved model checked against ``dataset``, its device, and the split it will read; one
+    clear error for a split the dataset lacks or a model that does not fit it."""
     model_dir = Path(model_dir)
     if split not in dataset.splits:
         raise CaratError(
@@ -125,7 +122,18 @@ def evaluate_model(
     torch_device = resolve_device(device)
     model, info = load_model(model_dir, device=torch_device)
     check_compatible(info, dataset, model_dir)
-    data = dataset.splits[split]
+    return model, info, torch_device, dataset.splits[split]
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    dataset: MultimodalDataset,
+    split: str = "test",
+    batch_size: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Metrics of a saved model on one split of ``dataset``, at the model's own threshold."""
+    model, info, torch_device, data = load_for_split(model_dir, dataset, split, device)
     preds = predict_split(model, data, batch_size or info.config.train.batch_size, torch_device)
     metrics = score_metrics(data.labels, preds.scores, info.threshold, dataset.label_names)
     metrics["split"] = split

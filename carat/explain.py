@@ -26,9 +26,8 @@ from carat.attribution import METHOD, shapley
 from carat.data.synth import read_planted
 from carat.data.types import MODALITIES, MultimodalDataset, SplitData
 from carat.errors import CaratError
-from carat.evaluate import check_compatible, make_batch, resolve_device
+from carat.evaluate import load_for_split, make_batch
 from carat.model import CARAT
-from carat.modeldir import load_model
 
 log = logging.getLogger(__name__)
 
@@ -170,17 +169,10 @@ def explain_model(
 ) -> ExplainResult:
     """:func:`explain_split` for a saved model on one split of ``dataset``; planted truth is
     read from the dataset's sidecar when it has one (``carat-cli synth`` writes it)."""
-    model_dir = Path(model_dir)
-    if split not in dataset.splits:
-        raise CaratError(
-            f"dataset {dataset.name} has no split {split!r}; use one of {list(dataset.splits)}"
-        )
-    torch_device = resolve_device(device)
-    model, info = load_model(model_dir, device=torch_device)
-    check_compatible(info, dataset, model_dir)
+    model, info, torch_device, data = load_for_split(model_dir, dataset, split, device)
     result = explain_split(
         model,
-        dataset.splits[split],
+        data,
         dataset.label_names,
         batch_size or info.config.train.batch_size,
         torch_device,

@@ -44,7 +44,14 @@ from pipeline.errors import PipelineError
 from pipeline.presence import model_inputs
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
 from pipeline.store import FeatureStore, segment_hash
-from pipeline.timeline import LabelScore, SegmentResult, Timeline, format_timeline_table
+from pipeline.timeline import CSV_COLUMNS as TIMELINE_CSV_COLUMNS
+from pipeline.timeline import (
+    LabelScore,
+    SegmentResult,
+    Timeline,
+    csv_rows,
+    format_timeline_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -490,22 +497,7 @@ def predict_clips(
 
 # --- output formats ---------------------------------------------------------------------------
 
-CSV_COLUMNS = (
-    "clip_id",
-    "source",
-    "segment",
-    "start",
-    "end",
-    "label",
-    "probability",
-    "predicted",
-    "driven_by",
-    *(f"contribution_{m}" for m in MODALITIES),
-    "maxpool_winner",
-    "present",
-    "missing",
-    "error",
-)
+CSV_COLUMNS = ("clip_id", "source", *TIMELINE_CSV_COLUMNS)
 
 
 def format_table(predictions: Sequence[ClipPrediction]) -> str:
@@ -560,27 +552,5 @@ def to_csv(predictions: Sequence[ClipPrediction]) -> str:
         if clip.timeline is None:
             writer.writerow({**base, "error": clip.error})
             continue
-        for seg in clip.timeline.segments:
-            common = {
-                **base,
-                "segment": seg.index,
-                "start": f"{seg.start:.3f}",
-                "end": f"{seg.end:.3f}",
-                "present": ";".join(seg.present),
-                "missing": "; ".join(f"{m}: {why}" for m, why in seg.missing.items()),
-                "error": seg.error or "",
-            }
-            if not seg.labels:
-                writer.writerow(common)
-            for p in seg.labels:
-                row = {
-                    **common,
-                    "label": p.label,
-                    "probability": f"{p.probability:.6f}",
-                    "predicted": int(p.predicted),
-                    "driven_by": p.driven_by or "",
-                    "maxpool_winner": p.maxpool_winner or "",
-                }
-                row.update({f"contribution_{m}": f"{v:.6f}" for m, v in p.contributions.items()})
-                writer.writerow(row)
+        writer.writerows({**base, **row} for row in csv_rows(clip.timeline))
     return buffer.getvalue()

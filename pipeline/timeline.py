@@ -17,7 +17,7 @@ import csv
 import html
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from string import Template
@@ -233,13 +233,9 @@ CSV_COLUMNS = (
 )
 
 
-def timeline_csv(timeline: Timeline) -> str:
-    """One row per segment and label (an unpredictable segment: one row with its error and no
-    label). ``present`` is ``;``-separated; ``missing`` reads ``audio: silence; visual: no
-    face``; contribution columns are empty when the model gave none."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+def csv_rows(timeline: Timeline) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`timeline_csv` as dicts keyed by ``CSV_COLUMNS`` (for writers that
+    add columns of their own, such as predict's clip id)."""
     for seg in _checked(timeline):
         common = {
             "segment": seg.index,
@@ -252,7 +248,7 @@ def timeline_csv(timeline: Timeline) -> str:
             "error": seg.error or "",
         }
         if not seg.labels:
-            writer.writerow(common)
+            yield common
         for score in seg.labels:
             row = dict(common)
             row.update(
@@ -264,7 +260,17 @@ def timeline_csv(timeline: Timeline) -> str:
             )
             for modality, value in (score.contributions or {}).items():
                 row[f"contribution_{modality}"] = f"{value:.6f}"
-            writer.writerow(row)
+            yield row
+
+
+def timeline_csv(timeline: Timeline) -> str:
+    """One row per segment and label (an unpredictable segment: one row with its error and no
+    label). ``present`` is ``;``-separated; ``missing`` reads ``audio: silence; visual: no
+    face``; contribution columns are empty when the model gave none."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(timeline))
     return buffer.getvalue()
 
 
