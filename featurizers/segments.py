@@ -9,7 +9,9 @@ its longest pause near the middle (else into equal pieces). Audio is streamed in
 planning an hour-long file holds a minute of sound at most.
 
 A recording shorter than ``min_len``, or with only one segment found, is one segment covering
-it all (source ``"whole"``): the single-clip behaviour.
+it all (source ``"whole"``): the single-clip behaviour. Under ``auto`` so is a clip no longer
+than ``max_len`` (a pre-cut utterance: cutting it would throw away a plain-text transcript and
+run speech recognition twice); an explicit source still cuts it.
 """
 
 from __future__ import annotations
@@ -184,6 +186,9 @@ def plan_segments(
     """
     duration = clip.info.duration
     if spec.how == "none" or duration < spec.min_len:
+        return [Segment(0.0, duration, "whole")]
+    if spec.how == "auto" and duration <= spec.max_len:
+        # no longer than one utterance may be: a pre-cut clip, kept whole with its own words
         return [Segment(0.0, duration, "whole")]
     if spec.how == "fixed":
         return _finish(_fixed(duration, spec), "fixed", duration)

@@ -209,6 +209,20 @@ def test_none_and_short_clips_are_one_whole_segment(recording, tmp_path):
     ]
 
 
+def test_auto_keeps_a_clip_of_one_utterance_length_whole(tmp_path):
+    path, planted = make_long_recording(tmp_path / "precut.mp4", SAMPLE_CLIPS[:3], gap_s=0.5)
+    write_srt(path.with_suffix(".srt"), planted)
+    clip = MediaClip(path)
+    assert clip.info.duration <= SegmentationSpec().max_len and len(planted) == 3
+    # a pre-cut clip no longer than max_len stays one clip under auto (nothing recognised)
+    assert plan_segments(clip, SegmentationSpec()) == [
+        Segment(0.0, clip.info.duration, "whole")
+    ]
+    # an explicit source still cuts it
+    cut = plan_segments(clip, SegmentationSpec.parse("transcript", min_len=1.0))
+    assert [s.source for s in cut] == ["transcript"] * 3
+
+
 def video_only(source: Path, out: Path) -> Path:
     with av.open(str(source)) as src, av.open(str(out), "w") as dst:
         stream = dst.add_stream_from_template(src.streams.video[0])
