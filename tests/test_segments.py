@@ -215,9 +215,7 @@ def test_auto_keeps_a_clip_of_one_utterance_length_whole(tmp_path):
     clip = MediaClip(path)
     assert clip.info.duration <= SegmentationSpec().max_len and len(planted) == 3
     # a pre-cut clip no longer than max_len stays one clip under auto (nothing recognised)
-    assert plan_segments(clip, SegmentationSpec()) == [
-        Segment(0.0, clip.info.duration, "whole")
-    ]
+    assert plan_segments(clip, SegmentationSpec()) == [Segment(0.0, clip.info.duration, "whole")]
     # an explicit source still cuts it
     cut = plan_segments(clip, SegmentationSpec.parse("transcript", min_len=1.0))
     assert [s.source for s in cut] == ["transcript"] * 3
