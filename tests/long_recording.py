@@ -110,6 +110,17 @@ def write_srt(path: Path, planted: Sequence[Planted]) -> Path:
     return path
 
 
+def video_only(source: Path, out: Path) -> Path:
+    """``source`` without its audio stream (video packets copied, nothing re-encoded)."""
+    with av.open(str(source)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return out
+
+
 def srt_time(seconds: float) -> str:
     ms = round(seconds * 1000)
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import pytest
 from click.testing import CliRunner
-from long_recording import SAMPLE_CLIPS, make_long_recording, write_srt
+from long_recording import SAMPLE_CLIPS, make_long_recording, video_only, write_srt
 from test_predict import default_feature_spec, save_untrained_model
 
 from carat.data.types import MODALITIES
@@ -40,17 +39,6 @@ def recording(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         no_face_stretch=8.0,
         with_transcript=True,
     )
-
-
-def video_only(source: Path, out: Path) -> Path:
-    """``source`` without its audio stream (packets copied, nothing re-encoded)."""
-    with av.open(str(source)) as inp, av.open(str(out), "w") as outp:
-        stream = outp.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                outp.mux(packet)
-    return out
 
 
 def test_a_recording_becomes_a_timeline_of_its_utterances(

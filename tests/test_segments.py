@@ -17,7 +17,14 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from long_recording import SAMPLE_CLIPS, Planted, make_long_recording, srt_time, write_srt
+from long_recording import (
+    SAMPLE_CLIPS,
+    Planted,
+    make_long_recording,
+    srt_time,
+    video_only,
+    write_srt,
+)
 
 from featurizers import segments as segments_module
 from featurizers.acoustic import AcousticFeaturizer
@@ -219,16 +226,6 @@ def test_auto_keeps_a_clip_of_one_utterance_length_whole(tmp_path):
     # an explicit source still cuts it
     cut = plan_segments(clip, SegmentationSpec.parse("transcript", min_len=1.0))
     assert [s.source for s in cut] == ["transcript"] * 3
-
-
-def video_only(source: Path, out: Path) -> Path:
-    with av.open(str(source)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
-    return out
 
 
 def test_no_audio_stream_uses_the_transcript_else_fixed_windows(recording, tmp_path):
