@@ -474,7 +474,7 @@ def explain(
 @click.option("--out", "out", required=True, type=click.Path(), help="Feature store folder.")
 @click.option("--preset", default="default", show_default=True, help="default, contextual, fast.")
 @click.option(
-    "--modalities", default="text,visual,acoustic", show_default=True, help="Comma-separated."
+    "--modalities", default="text,visual,audio", show_default=True, help="Comma-separated."
 )
 @click.option("--workers", type=int, default=None, help="Worker processes [default: all cores].")
 @click.option("--glob", "glob", default=None, help="Only clips whose path matches, e.g. '*.mp4'.")

@@ -2,7 +2,7 @@
 
 Builds a MOSEI-sized input in memory: 22,000 segments of about 20 words (times at 1 ms, a few
 zero-length words, 300-d word vectors), cut from videos of 7 segments each (as in MOSEI) that carry
-continuous acoustic (74-d, 100 Hz) and visual (35-d, 30 Hz) frames. Times
+continuous audio (74-d, 100 Hz) and visual (35-d, 30 Hz) frames. Times
 ``pipeline.align.align_clips`` on every segment (our store holds one entry per segment), then
 times the SDK's ``mmdataset.align("words", collapse_functions=[avg])`` on a subset in two
 set-ups, checks that the SDK and we give the same numbers (to 1e-5), and prints the speed-up
@@ -216,7 +216,7 @@ def main() -> None:
     frames = {m: sum(len(s[m].features) for s in segments.values()) for m in RATES}
     print(
         f"input: {len(segments)} segments in {len(videos)} videos, {words} words; per segment "
-        f"{frames['audio'] / len(segments):.0f} acoustic frames (74-d, 100 Hz) and "
+        f"{frames['audio'] / len(segments):.0f} audio frames (74-d, 100 Hz) and "
         f"{frames['visual'] / len(segments):.0f} visual frames (35-d, 30 Hz); "
         f"built in {time.perf_counter() - started:.1f} s"
     )

@@ -1,7 +1,7 @@
 """Batch throughput of the engines on an archive of short clips (prints figures; asserts nothing).
 
-    .venv/bin/python bench/batch.py                       # 200 clips, acoustic features
-    .venv/bin/python bench/batch.py --clips 40 --modalities acoustic,visual
+    .venv/bin/python bench/batch.py                       # 200 clips, audio features
+    .venv/bin/python bench/batch.py --clips 40 --modalities audio,visual
 
 Builds a ``.tar.gz`` of ``--clips`` short clips (the two committed fixtures, 4.9 s and 3.1 s,
 alternating, each made distinct by a trailing pad byte so nothing is shared in the cache) and
@@ -82,7 +82,7 @@ def warm_pool(engine: LocalEngine) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--modalities", default="acoustic")
+    parser.add_argument("--modalities", default="audio")
     parser.add_argument("--engines", default="local1,local2,dask2")
     args = parser.parse_args()
 

@@ -9,7 +9,7 @@
    times) and plain ``.txt`` (the sentence repeated, no times).
 2. Real-time factor (RTF: seconds of video per second of wall time) of each featurizer, warm
    (models loaded and JIT compiled on the short fixture first), each on a fresh clip so its own
-   decoding is included, with its CPU-time RTF (steadier on a shared machine): acoustic, visual
+   decoding is included, with its CPU-time RTF (steadier on a shared machine): audio, visual
    (default 15 frames/s, and 30), text from the .srt, from the .txt, and with speech recognition.
 3. Whole extraction through ``run_extract`` (default preset) of two copies of the long clip with 1
    and 2 workers: without speech recognition (.srt, .txt sidecars) and with it. RTF = media
@@ -104,10 +104,10 @@ def featurizer_rtf(
     from pipeline.engine import limit_threads
 
     limit_threads()  # one compute thread, as in an extraction worker
-    featurizers = build_featurizers("default", ["acoustic", "visual", "text"])
+    featurizers = build_featurizers("default", ["audio", "visual", "text"])
     fps = featurizers["visual"].spec.params["fps"]
     cases = [
-        ("acoustic", featurizers["acoustic"], long_clip),
+        ("audio", featurizers["audio"], long_clip),
         (f"visual ({fps:g} fps, default)", featurizers["visual"], long_clip),
         ("visual (30 fps)", VisualFeaturizer(fps=30.0), long_clip),
         ("text, .srt cues aligned", featurizers["text"], sidecar_clips[".srt"]),
@@ -191,8 +191,8 @@ def main() -> None:
     parser.add_argument("--rss-asr", action="store_true", help="ASR in the peak-RSS runs too")
     parser.add_argument(
         "--rss-modalities",
-        default="acoustic,visual,text",
-        help="';'-separated modality sets, one fresh process each, e.g. 'acoustic;visual;text'",
+        default="audio,visual,text",
+        help="';'-separated modality sets, one fresh process each, e.g. 'audio;visual;text'",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@ Builds a recording from the committed sample utterances (tests/long_recording.py
 worker does it all while the other idles), once cut into fixed windows (segments spread over
 both workers), then again from the cache. Prints wall time and real-time factor.
 
-    .venv/bin/python bench/segment_extract.py --seconds 120 --modalities acoustic,visual
+    .venv/bin/python bench/segment_extract.py --seconds 120 --modalities audio,visual
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def timed(recording: Path, store: Path, modalities: str, segments: str, workers:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="Recording length.")
-    parser.add_argument("--modalities", default="acoustic,visual")
+    parser.add_argument("--modalities", default="audio,visual")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--window", type=float, default=10.0, help="Fixed window, seconds.")
     args = parser.parse_args()

@@ -10,7 +10,7 @@
    the planted utterances, each matched to the found segment that overlaps it most), and the
    wall time of ``plan_segments`` as a real-time factor (seconds of media per second).
 3. Peak RSS of ``plan_segments`` (voice activity, or speech recognition with --rss-asr) plus
-   the acoustic features of every segment, for each length, each in a fresh subprocess: flat
+   the audio features of every segment, for each length, each in a fresh subprocess: flat
    memory means the two figures are about equal.
 """
 
@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from long_recording import make_long_recording  # noqa: E402
 
-from featurizers.acoustic import AcousticFeaturizer  # noqa: E402
+from featurizers.audio import AudioFeaturizer  # noqa: E402
 from featurizers.media import MediaClip  # noqa: E402
 from featurizers.segments import SegmentationSpec, plan_segments  # noqa: E402
 
@@ -90,12 +90,12 @@ def measure_sources(folder: Path, seconds: float, skip_asr: bool) -> None:
 
 
 def child(path: str, how: str) -> None:
-    """Run in a fresh process: plan, then acoustic features of every segment; print JSON."""
+    """Run in a fresh process: plan, then audio features of every segment; print JSON."""
     clip = MediaClip(path)
     start = time.perf_counter()
     segments = plan_segments(clip, SegmentationSpec(how=how))
     planned = time.perf_counter() - start
-    featurizer = AcousticFeaturizer()
+    featurizer = AudioFeaturizer()
     rows = sum(len(featurizer.extract(clip.segment(s.start, s.end)).features) for s in segments)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -113,8 +113,8 @@ def child(path: str, how: str) -> None:
 
 
 def measure_memory(folder: Path, lengths: list[float], how: str) -> None:
-    print(f"\n## Peak RSS: plan_segments ({how}) + acoustic features of every segment\n")
-    print("| recording | segments | acoustic rows | plan s | total s | peak RSS MB |")
+    print(f"\n## Peak RSS: plan_segments ({how}) + audio features of every segment\n")
+    print("| recording | segments | audio rows | plan s | total s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for seconds in lengths:
         path, _ = build(folder, seconds, transcript=False)

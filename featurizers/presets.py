@@ -4,7 +4,7 @@
   Whisper-base speech recognition; visual = face mesh + FER expressions at 15 frames/s (the
   face work is the slowest stage: 15 frames/s, a common rate for facial-expression features,
   halves it against FACET/OpenFace's 30 and still catches a blink, 100-400 ms, once or more);
-  acoustic = the COVAREP-like 100 Hz default (permissive licences only).
+  audio = the COVAREP-like 100 Hz default (permissive licences only).
 - ``contextual``: as ``default`` but text = per-word MiniLM (all-MiniLM-L6-v2) 384-d vectors.
 - ``fast``: as ``default`` but visual at 10 frames/s, two thirds of the default's face work,
   for large archives where fine facial timing matters less.
@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from featurizers import legacy
 from featurizers.base import Featurizer
 
-MODALITY_NAMES: tuple[str, ...] = ("text", "visual", "acoustic")
+MODALITY_NAMES: tuple[str, ...] = ("text", "visual", "audio")
 
 
 @dataclass(frozen=True)
@@ -38,34 +39,40 @@ _TEXT = Choice(
     "featurizers.text", "TextFeaturizer", {"vectors": "glove-6b-50d", "asr": "whisper-base"}
 )
 _VISUAL = Choice("featurizers.visual", "VisualFeaturizer", {"fps": 15.0})
-_ACOUSTIC = Choice("featurizers.acoustic", "AcousticFeaturizer", {})
+_AUDIO = Choice("featurizers.audio", "AudioFeaturizer", {})
 
 PRESETS: dict[str, dict[str, Choice]] = {
-    "default": {"text": _TEXT, "visual": _VISUAL, "acoustic": _ACOUSTIC},
+    "default": {"text": _TEXT, "visual": _VISUAL, "audio": _AUDIO},
     "contextual": {
         "text": Choice(_TEXT.module, _TEXT.cls, {**_TEXT.params, "vectors": "minilm"}),
         "visual": _VISUAL,
-        "acoustic": _ACOUSTIC,
+        "audio": _AUDIO,
     },
     "fast": {
         "text": _TEXT,
         "visual": Choice(_VISUAL.module, _VISUAL.cls, {**_VISUAL.params, "fps": 10.0}),
-        "acoustic": _ACOUSTIC,
+        "audio": _AUDIO,
     },
 }
 
 
 def parse_modalities(text: str | Sequence[str]) -> tuple[str, ...]:
-    """``"text,acoustic"`` or a sequence -> validated modality names, in the given order."""
+    """``"text,audio"`` or a sequence -> validated modality names, in the given order."""
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
     names = [n for n in names if n]
-    unknown = [n for n in names if n not in MODALITY_NAMES]
+    unknown = [_renamed(n) for n in names if n not in MODALITY_NAMES]
     if unknown or not names:
         raise ValueError(
             f"unknown modality {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(MODALITY_NAMES)}"
         )
     return tuple(dict.fromkeys(names))
+
+
+def _renamed(name: str) -> str:
+    """An unknown modality name, with today's name when it is a legacy one."""
+    current = legacy.current_modality(name)
+    return name if current == name else f"{name} (now called {current})"
 
 
 def build_featurizers(

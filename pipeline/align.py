@@ -14,7 +14,7 @@ Where the SDK silently drops rows we keep them and say so in a mask instead: a z
 (shorter than ``EPSILON``; the SDK skips it) keeps its text row, and a word with no counting frame
 (the SDK leaves it out of that modality) gets zeros with mask 0. Frames marked invalid by the
 featurizer's validity dim (no face found) are left out of the mean; a word that overlaps only
-invalid frames gets mask 0. Silence is not invalid: unvoiced acoustic frames are real
+invalid frames gets mask 0. Silence is not invalid: unvoiced audio frames are real
 measurements and are averaged like the rest (as the SDK does).
 
 Speed: frames are sorted by start once; ``np.searchsorted`` gives each word the short range of

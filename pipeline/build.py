@@ -50,7 +50,6 @@ from pipeline.store import ClipRecord, FeatureStore, segment_id
 
 log = logging.getLogger(__name__)
 
-STORE_MODALITY = {"text": "text", "visual": "visual", "audio": "acoustic"}
 ID_COLUMNS = ("clip_id", "id")
 SPLIT_COLUMN = "split"
 SPLIT_ALIASES = {
@@ -349,7 +348,7 @@ def _write(
         if label_id not in joined:
             continue
         record = manifest[joined[label_id]]
-        sequences = {m: store.load_record(record, STORE_MODALITY[m]) for m in MODALITIES}
+        sequences = {m: store.load_record(record, m) for m in MODALITIES}
         missing = [m for m, s in sequences.items() if s is None]
         if missing:
             summary.incomplete[label_id] = missing
@@ -458,7 +457,7 @@ def _build_from_intervals(
         intervals.setdefault(clip_of[row.video_id], []).append(
             Interval(row.start, row.end, row.ref)
         )
-    options = {"modalities": tuple(STORE_MODALITY.values()), **extract_options}
+    options = {"modalities": MODALITIES, **extract_options}
     extracted = run_extract(videos, features_dir, intervals=intervals, **options)
     problems.extend(extracted.problems.values())
     rows = [r for r in rows if r.ref not in extracted.problems]
@@ -560,17 +559,17 @@ def _read_folds(folds: str | Path) -> dict[str, list[str]]:
 
 
 def _store_specs(store: FeatureStore) -> dict[str, dict]:
-    """The store's featurizer specs under carat's modality names; all three are needed."""
+    """The store's featurizer specs by modality; all three are needed."""
     stored = store.specs()
     if not stored and not store.root.is_dir():
         raise PipelineError(f"{store.root}: features folder not found; run `carat-cli extract`")
-    missing = [STORE_MODALITY[m] for m in MODALITIES if STORE_MODALITY[m] not in stored]
+    missing = [m for m in MODALITIES if m not in stored]
     if missing:
         raise PipelineError(
             f"{store.root}: holds no {', '.join(missing)} features; a dataset needs text, "
-            "visual and acoustic features (run `carat-cli extract` with all three)"
+            "visual and audio features (run `carat-cli extract` with all three)"
         )
-    return {m: stored[STORE_MODALITY[m]] for m in MODALITIES}
+    return {m: stored[m] for m in MODALITIES}
 
 
 def _report(summary: BuildSummary, labels: Path, features: Path, strict: bool) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featurizers.base import Featurizer, MediaError
+from featurizers.base import Featurizer, FeaturizerSpec, MediaError
 from pipeline.engine import WAIT, Engine, TaskFailure, make_engine
 from pipeline.errors import PipelineError
 from pipeline.sources import Catalog, OpenedClip, Refusal, Shard, open_clips, scan
@@ -362,7 +362,7 @@ def run_extract(
     inputs: Sequence[str | Path],
     out: str | Path,
     preset: str = "default",
-    modalities: Sequence[str] | str = ("text", "visual", "acoustic"),
+    modalities: Sequence[str] | str = ("text", "visual", "audio"),
     workers: int | None = None,
     glob: str | None = None,
     shard: str | Shard | None = None,
@@ -404,7 +404,7 @@ def run_extract(
     store = FeatureStore(Path(out).absolute())
     store.root.mkdir(parents=True, exist_ok=True)
     store.claim_specs({m: featurizers[m].spec.to_dict() for m in wanted})
-    spec_keys = {m: featurizers[m].spec.key() for m in wanted}
+    specs = {m: featurizers[m].spec for m in wanted}
     if isinstance(shard, str):
         shard = Shard.parse(shard)
     catalog = scan(inputs, glob=glob, shard=shard)
@@ -422,7 +422,7 @@ def run_extract(
         engine = make_engine(engine, workers=workers, address=address)
     plan = _Plan(segmentation, intervals)
     with store.open_manifest() as manifest:
-        run = _Run(store, manifest, summary, report, factory, spec_keys, plan)
+        run = _Run(store, manifest, summary, report, factory, specs, plan)
         spool = _fresh_spool(store.root)
         try:
             for refusal in catalog.refusals:
@@ -473,7 +473,7 @@ class _Run:
         summary: ExtractSummary,
         report: Callable[[int, int], None],
         factory: FeaturizerFactory,
-        spec_keys: dict[str, str],
+        specs: dict[str, FeaturizerSpec],
         plan: _Plan,
     ) -> None:
         self.store = store
@@ -481,7 +481,7 @@ class _Run:
         self.summary = summary
         self.report = report
         self.factory = factory
-        self.spec_keys = spec_keys
+        self.specs = specs
         self.plan = plan
         self.errors: list[dict[str, str]] = []
         self.open: dict[str, _Open] = {}
@@ -557,16 +557,13 @@ class _Run:
             del self.open[clip_id]
 
     def _cached(self, content_hash: str) -> dict[str, dict[str, Any]]:
-        return {
-            m: {"status": DONE, "entry": self.store.entry_name(content_hash, key)}
-            for m, key in self.spec_keys.items()
-            if self.store.has(content_hash, key)
-        }
+        found = {m: self.store.find(content_hash, spec) for m, spec in self.specs.items()}
+        return {m: {"status": DONE, "entry": entry} for m, entry in found.items() if entry}
 
     def _whole(self, clip: OpenedClip) -> None:
         """Today's unit: the whole clip, every modality it lacks in one task."""
         cached = self._cached(clip.content_hash)
-        todo = tuple(m for m in self.spec_keys if m not in cached)
+        todo = tuple(m for m in self.specs if m not in cached)
         if not todo:
             if clip.clip_id not in self.open:
                 clip.release()
@@ -608,7 +605,7 @@ class _Run:
                 "text": text,
                 "segmentation": self.plan.spec,
             }
-            todo = tuple(m for m in self.spec_keys if m not in cached)
+            todo = tuple(m for m in self.specs if m not in cached)
             if not todo:
                 self.record(_segment_record(clip, unit_id, content_hash, info, cached), False)
                 continue

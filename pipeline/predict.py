@@ -36,6 +36,7 @@ from carat.attribution import METHOD as ATTRIBUTION_METHOD
 from carat.attribution import shapley
 from carat.data.types import MODALITIES, Batch
 from carat.modeldir import load_model
+from featurizers import legacy
 from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
 from featurizers.cache import cache_dir
 from featurizers.segments import Segment, SegmentationSpec, plan_segments
@@ -132,6 +133,7 @@ def rebuild_featurizers(
 ) -> dict[str, Featurizer]:
     """carat modality -> this install's featurizer with the model's exact spec; or one clear
     PipelineError naming the model, the modality and what differs."""
+    feature_spec = legacy.by_current_modality(feature_spec or {})
     if not feature_spec or any(m not in feature_spec for m in MODALITIES):
         raise PipelineError(
             f"{model_dir}: the model records no featurizer spec (it was trained on a benchmark "
@@ -164,7 +166,7 @@ def _featurizer_like(saved: FeaturizerSpec) -> Featurizer | None:
     """The preset featurizer of ``saved``'s modality and name, built with its parameters."""
     from featurizers.presets import PRESETS, build_featurizers
 
-    modality = saved.modality  # the featurizer's own name: text, visual or acoustic
+    modality = saved.modality
     for preset, choices in PRESETS.items():
         choice = choices[modality]
         accepted = _constructor_params(choice.module, choice.cls)
@@ -390,8 +392,8 @@ class Predictor:
         sequences: dict[str, FeatureSequence] = {}
         cached = True
         for modality, featurizer in featurizers.items():
-            entry = self.store.entry_name(key, featurizer.spec.key())
-            sequence = self.store.read(entry)
+            entry = self.store.find(key, featurizer.spec)
+            sequence = None if entry is None else self.store.read(entry)
             if sequence is None:
                 sequence = featurizer.extract(media)
                 meta = {"clip_id": clip.clip_id, "source": clip.source}

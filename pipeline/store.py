@@ -20,6 +20,9 @@ entries are keyed by :func:`segment_hash` of the recording's content hash and th
 times; its manifest line carries ``segment`` (the recording, the times, where the cut came
 from). A recording's plan (its list of segments) is cached once per segmentation spec, so a
 re-run does not plan again.
+
+A store written before the audio modality was renamed (``featurizers.legacy``) is read as it
+is: its specs and manifest results under today's names, its entries found by :meth:`find`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from featurizers import legacy
 from featurizers.base import FeatureSequence, FeaturizerSpec
 from pipeline.errors import PipelineError
 
@@ -212,6 +216,15 @@ class FeatureStore:
         """True only for an entry that exists and verifies."""
         return self.read(self.entry_name(content_hash, spec_key)) is not None
 
+    def find(self, content_hash: str, spec: FeaturizerSpec) -> str | None:
+        """The entry that holds this clip's features of ``spec`` and verifies, or None: under
+        the spec's key, else under a key the same declaration had under a legacy name (features
+        computed before a rename are read, not computed again)."""
+        for key in (spec.key(), *spec.legacy_keys()):
+            if self.has(content_hash, key):
+                return self.entry_name(content_hash, key)
+        return None
+
     # --- plans --------------------------------------------------------------------------------
 
     def _plan_path(self, content_hash: str, segmentation: dict[str, Any]) -> Path:
@@ -247,6 +260,9 @@ class FeatureStore:
 
     def specs(self) -> dict[str, dict[str, Any]]:
         """modality -> the featurizer spec (as a dict) this store's features were made with."""
+        return legacy.current_specs(self._written_specs())
+
+    def _written_specs(self) -> dict[str, dict[str, Any]]:
         path = self.root / "specs.json"
         if not path.exists():
             return {}
@@ -265,7 +281,7 @@ class FeatureStore:
                     f"{spec['name']} {spec['version']}"
                 )
         merged = {**current, **specs}
-        if merged != current:
+        if merged != self._written_specs():
             atomic_write_bytes(
                 self.root / "specs.json", json.dumps(merged, indent=1, sort_keys=True).encode()
             )
@@ -387,7 +403,7 @@ def _read_manifest_file(path: Path) -> list[ClipRecord]:
                         source=data["source"],
                         status=data["status"],
                         error=data.get("error"),
-                        results=data.get("results", {}),
+                        results=legacy.by_current_modality(data.get("results", {})),
                         time=float(data.get("time", 0.0)),
                         segment=data.get("segment"),
                     )

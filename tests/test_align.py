@@ -221,7 +221,7 @@ def _spec(modality, dims, rate):
 def test_align_clip_masks_zero_length_words_and_missing_faces():
     text_spec = _spec("text", ["t0", "t1"], None)
     visual_spec = _spec("visual", ["face_found", "smile"], 10.0)
-    audio_spec = _spec("acoustic", ["f0"], 100.0)
+    audio_spec = _spec("audio", ["f0"], 100.0)
     words = np.array([[0.0, 0.2], [0.2, 0.2], [0.3, 0.5], [0.6, 0.8], [5.0, 5.5]])
     text = FeatureSequence(np.arange(10).reshape(5, 2), words, text_spec, ["a", "b", "c", "d", "e"])
     # Visual frames of 0.1 s: a face in the first 0.3 s and after 0.6 s, none in between.
@@ -246,7 +246,7 @@ def test_align_clip_masks_zero_length_words_and_missing_faces():
 
 
 def test_align_clip_unaligned_caps_each_modality():
-    spec = _spec("acoustic", ["f0"], 100.0)
+    spec = _spec("audio", ["f0"], 100.0)
     starts = np.arange(1000) / 100
     order = np.random.default_rng(0).permutation(1000)
     audio = FeatureSequence(starts[order, None], np.stack([starts, starts + 0.01], 1)[order], spec)
@@ -272,7 +272,7 @@ def test_settings_round_trip_and_reject_bad_values():
 
 def test_align_clips_batch_equals_single_clips_with_truncation():
     rng = np.random.default_rng(5)
-    specs = {m: _spec(m, [f"{m}{i}" for i in range(3)], 100.0) for m in ("visual", "acoustic")}
+    specs = {m: _spec(m, [f"{m}{i}" for i in range(3)], 100.0) for m in ("visual", "audio")}
     clips = []
     for c in range(4):
         words = millisecond_words(rng, 1.0 * c, 3 + 3 * c)

@@ -16,8 +16,8 @@ from pipeline.store import DONE, ClipRecord, FeatureStore
 
 TEXT = FeaturizerSpec("test-words", "1", "text", ("w0", "w1", "w2", "w3"), None)
 VISUAL = FeaturizerSpec("test-face", "1", "visual", ("face_present", "smile", "brow"), 10.0)
-ACOUSTIC = FeaturizerSpec("test-voice", "1", "acoustic", ("f0", "energy"), 100.0)
-SPECS = {"text": TEXT, "visual": VISUAL, "acoustic": ACOUSTIC}
+AUDIO = FeaturizerSpec("test-voice", "1", "audio", ("f0", "energy"), 100.0)
+SPECS = {"text": TEXT, "visual": VISUAL, "audio": AUDIO}
 
 
 def _clip_sequences(rng: np.random.Generator, seconds: float) -> dict[str, FeatureSequence]:
@@ -31,10 +31,10 @@ def _clip_sequences(rng: np.random.Generator, seconds: float) -> dict[str, Featu
     visual_rows = np.column_stack([face, rng.normal(size=(len(ticks), 2)) * face[:, None]])
     visual = FeatureSequence(visual_rows, np.stack([ticks, ticks + 0.1], 1), VISUAL)
     frames = np.arange(int(seconds * 100)) / 100
-    acoustic = FeatureSequence(
-        rng.normal(size=(len(frames), 2)), np.stack([frames, frames + 0.01], 1), ACOUSTIC
+    audio = FeatureSequence(
+        rng.normal(size=(len(frames), 2)), np.stack([frames, frames + 0.01], 1), AUDIO
     )
-    return {"text": text, "visual": visual, "acoustic": acoustic}
+    return {"text": text, "visual": visual, "audio": audio}
 
 
 def make_store(root, clip_ids, skip=None, seed=0):
@@ -94,11 +94,11 @@ def test_aligned_build_reads_back_with_shapes_masks_labels_and_spec(tmp_path):
     np.testing.assert_array_equal(train.masks["visual"][0], [1, 1, 0, 0, 0, 0, 0, 0])
     clip = clips["clip4.mp4"]
     expected, _ = pool_to_words(
-        clip["acoustic"].features, clip["acoustic"].intervals, clip["text"].intervals
+        clip["audio"].features, clip["audio"].intervals, clip["text"].intervals
     )
     np.testing.assert_allclose(train.features["audio"][2, :6], expected, rtol=1e-6)
     np.testing.assert_allclose(train.features["text"][2, :6], clip["text"].features)
-    assert data.feature_spec["audio"] == ACOUSTIC.to_dict()
+    assert data.feature_spec["audio"] == AUDIO.to_dict()
     assert data.feature_spec["visual"] == VISUAL.to_dict()
     assert data.feature_spec["alignment"]["mode"] == "aligned"
     assert data.feature_spec["alignment"]["max_len"] == {"text": 8, "visual": 8, "audio": 8}
@@ -207,7 +207,7 @@ def test_parse_max_len():
     assert parse_max_len("40") == {"text": 40, "visual": 40, "audio": 40}
     assert parse_max_len("text=30, audio=200") == {"text": 30, "audio": 200}
     assert parse_max_len(None) == {}
-    for bad in ("acoustic=5", "text=0", "ten"):
+    for bad in ("speech=5", "text=0", "ten"):
         with pytest.raises(PipelineError, match="--max-len"):
             parse_max_len(bad)
 

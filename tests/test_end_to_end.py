@@ -94,7 +94,7 @@ def test_model_directory_records_labels_and_featurizer_spec(demo: DemoResult) ->
     assert 0.0 < info.threshold < 1.0
     store_specs = FeatureStore(demo.features).specs()
     assert info.feature_spec["text"] == store_specs["text"]
-    assert info.feature_spec["audio"] == store_specs["acoustic"]
+    assert info.feature_spec["audio"] == store_specs["audio"]
     assert info.feature_spec["alignment"]["max_len"] == DEMO_MAX_LEN
     assert (demo.out / "metrics.json").is_file() and (demo.out / "config.yaml").is_file()
     assert 0.0 <= demo.test_metrics["micro_f1"] <= 1.0

@@ -99,7 +99,7 @@ class LoudnessFeaturizer:
 
     def __init__(self, crash_on: str | None = None) -> None:
         self.crash_on = crash_on
-        self.spec = FeaturizerSpec("loudness", "1", "acoustic", ("rms",), 10.0)
+        self.spec = FeaturizerSpec("loudness", "1", "audio", ("rms",), 10.0)
 
     def extract(self, clip) -> FeatureSequence:
         if self.crash_on is not None and clip.path.name == self.crash_on:
@@ -115,7 +115,7 @@ class LoudnessFeaturizer:
 
 
 def loudness(crash_on: str | None = None) -> dict[str, LoudnessFeaturizer]:
-    return {"acoustic": LoudnessFeaturizer(crash_on)}
+    return {"audio": LoudnessFeaturizer(crash_on)}
 
 
 def _clips(folder: Path, count: int) -> Path:
@@ -128,7 +128,7 @@ def _clips(folder: Path, count: int) -> Path:
 
 def _store_contents(root: Path) -> dict[str, np.ndarray]:
     store = FeatureStore(root)
-    return {c: store.load(c, "acoustic").features for c in store.clip_ids()}
+    return {c: store.load(c, "audio").features for c in store.clip_ids()}
 
 
 def test_extract_survives_a_worker_killed_by_one_clip(tmp_path):
@@ -136,9 +136,7 @@ def test_extract_survives_a_worker_killed_by_one_clip(tmp_path):
 
     clips = _clips(tmp_path / "in", 6)
     factory = functools.partial(loudness, "clip3.mp4")
-    summary = run_extract(
-        [clips], tmp_path / "out", modalities="acoustic", workers=2, factory=factory
-    )
+    summary = run_extract([clips], tmp_path / "out", modalities="audio", workers=2, factory=factory)
     assert summary.extracted == 5
     assert [clip_id for clip_id, _ in summary.failed] == ["clip3.mp4"]
     assert "worker process died" in summary.failed[0][1]
@@ -149,7 +147,7 @@ def test_dask_cluster_runs_the_same_job_into_the_same_store(tmp_path):
     distributed = pytest.importorskip("distributed")
     clips = _clips(tmp_path / "in", 4)
     local = run_extract(
-        [clips], tmp_path / "local", modalities="acoustic", workers=2, factory=loudness
+        [clips], tmp_path / "local", modalities="audio", workers=2, factory=loudness
     )
     with distributed.LocalCluster(
         processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
@@ -157,7 +155,7 @@ def test_dask_cluster_runs_the_same_job_into_the_same_store(tmp_path):
         summary = run_extract(
             [clips],
             tmp_path / "dask",
-            modalities="acoustic",
+            modalities="audio",
             engine=DaskEngine(cluster.scheduler_address),
             factory=loudness,
         )

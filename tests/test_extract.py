@@ -71,15 +71,15 @@ def _bad_inputs(folder: Path) -> None:
 # modality -> whether it succeeds; a failure must be one line naming the file. A missing stream
 # is not a failure: that modality gets zero rows (a warning) and the clip is usable.
 EXPECTED = {
-    "zero bytes.mp4": {"acoustic": False, "visual": False},
-    "truncated.mp4": {"acoustic": False, "visual": False},
-    "notes.mp4": {"acoustic": False, "visual": False},
-    "no audio.mp4": {"acoustic": True, "visual": True},
-    "audio only.wav": {"acoustic": True, "visual": True},
-    "silence.wav": {"acoustic": True, "visual": True},
-    "one frame.mp4": {"acoustic": True, "visual": True},
-    "4K frame.mp4": {"acoustic": True, "visual": True},
-    "talking head é ü.mp4": {"acoustic": True, "visual": True},
+    "zero bytes.mp4": {"audio": False, "visual": False},
+    "truncated.mp4": {"audio": False, "visual": False},
+    "notes.mp4": {"audio": False, "visual": False},
+    "no audio.mp4": {"audio": True, "visual": True},
+    "audio only.wav": {"audio": True, "visual": True},
+    "silence.wav": {"audio": True, "visual": True},
+    "one frame.mp4": {"audio": True, "visual": True},
+    "4K frame.mp4": {"audio": True, "visual": True},
+    "talking head é ü.mp4": {"audio": True, "visual": True},
 }
 
 
@@ -87,7 +87,7 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path):
     _bad_inputs(tmp_path / "in")
     out = tmp_path / "out"
     summary = run_extract(
-        [tmp_path / "in"], out, preset="fast", modalities="acoustic,visual", workers=1
+        [tmp_path / "in"], out, preset="fast", modalities="audio,visual", workers=1
     )
     assert summary.total == len(EXPECTED)
     usable = sum(all(e.values()) for e in EXPECTED.values())
@@ -105,23 +105,23 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(tmp_path):
             assert (result["status"] == DONE) == ok, (name, modality, result)
             if not ok:
                 assert "\n" not in result["error"] and name in result["error"], result["error"]
-        assert (store.load(name, "acoustic") is not None) == expected["acoustic"]
+        assert (store.load(name, "audio") is not None) == expected["audio"]
     assert len(store.load("one frame.mp4", "visual").features) == 1
-    assert len(store.load("no audio.mp4", "acoustic").features) == 0  # no stream: no rows
+    assert len(store.load("no audio.mp4", "audio").features) == 0  # no stream: no rows
     assert len(store.load("audio only.wav", "visual").features) == 0
     nobody = store.load("no audio.mp4", "visual")  # grey frames: nobody in view, rows kept
     assert len(nobody.features) == 5  # 15 frames at 30 fps, sampled at 10 fps
     assert (nobody.features[:, nobody.spec.dim_names.index("face_present")] == 0).all()
     face = store.load("talking head é ü.mp4", "visual")
     assert face.features[:, face.spec.dim_names.index("face_present")].mean() > 0.9
-    silence = store.load("silence.wav", "acoustic")
+    silence = store.load("silence.wav", "audio")
     assert np.isfinite(silence.features).all() and len(silence.features) >= 90
     with open(summary.errors_file, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     failures = sum(not ok for e in EXPECTED.values() for ok in e.values())
     assert len(rows) == failures and {r["clip_id"] for r in rows} == set(failed)
     # a re-run takes every good result from the store and only retries what failed
-    again = run_extract([tmp_path / "in"], out, preset="fast", modalities="acoustic,visual")
+    again = run_extract([tmp_path / "in"], out, preset="fast", modalities="audio,visual")
     assert again.extracted == 0 and again.cached == usable
     assert dict(again.failed).keys() == failed.keys()
 
@@ -137,7 +137,7 @@ def test_archive_with_a_hostile_member_through_the_cli(tmp_path):
     out = tmp_path / "deep" / "out"
     result = CliRunner().invoke(
         main,
-        ["extract", str(archive), "--out", str(out), "--modalities", "acoustic", "--workers", "1"],
+        ["extract", str(archive), "--out", str(out), "--modalities", "audio", "--workers", "1"],
     )
     assert result.exit_code == 0, result.output
     assert "3 clips: 2 extracted, 0 from cache, 1 failed" in result.output
@@ -149,7 +149,7 @@ def test_archive_with_a_hostile_member_through_the_cli(tmp_path):
     assert not any((out / ".spool").rglob("*.mp4"))
     strict = CliRunner().invoke(
         main,
-        ["extract", str(archive), "--out", str(out), "--modalities", "acoustic", "--strict"],
+        ["extract", str(archive), "--out", str(out), "--modalities", "audio", "--strict"],
     )
     assert strict.exit_code == 1 and "2 from cache, 1 failed" in strict.output
 
@@ -165,14 +165,14 @@ def test_exit_code_is_nonzero_when_nothing_could_be_extracted(tmp_path):
             "--out",
             str(tmp_path / "out"),
             "--modalities",
-            "acoustic",
+            "audio",
         ],
     )
     assert result.exit_code == 1
     assert "0 extracted" in result.output and "bad.mp4" in result.output
     with open(tmp_path / "out" / "errors.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["clip_id"], r["modality"]) for r in rows] == [("bad.mp4", "acoustic")]
+    assert [(r["clip_id"], r["modality"]) for r in rows] == [("bad.mp4", "audio")]
     assert "not a readable video or audio file" in rows[0]["error"]
     bad = CliRunner().invoke(
         main,
@@ -198,7 +198,7 @@ def test_sigkill_mid_extraction_then_resume_equals_an_uninterrupted_run(tmp_path
         (clips / f"copy {i}.mp4").write_bytes(CLIP.read_bytes() + bytes(i))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "cli", "extract", str(clips), "--out", str(out)]
-    command += ["--modalities", "acoustic", "--workers", "2"]
+    command += ["--modalities", "audio", "--workers", "2"]
     child = subprocess.Popen(
         command, cwd=Path(__file__).parents[1], start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -215,14 +215,14 @@ def test_sigkill_mid_extraction_then_resume_equals_an_uninterrupted_run(tmp_path
     finished = {c for c, r in before.items() if r.status == DONE}
     assert 3 <= len(finished) < count, "the kill should land in the middle of the run"
     kept = _entries(out)
-    resumed = run_extract([clips], out, modalities="acoustic", workers=1)
+    resumed = run_extract([clips], out, modalities="audio", workers=1)
     assert resumed.cached >= len(finished) and resumed.extracted == count - resumed.cached
     assert not resumed.failed
     after = _entries(out)
     for clip_id in finished:  # not recomputed: the very same files
-        entry = before[clip_id].results["acoustic"]["entry"] + ".npz"
+        entry = before[clip_id].results["audio"]["entry"] + ".npz"
         assert after[entry] == kept[entry]
-    reference = run_extract([clips], tmp_path / "clean", modalities="acoustic", workers=1)
+    reference = run_extract([clips], tmp_path / "clean", modalities="audio", workers=1)
     assert reference.extracted == count
     resumed_store, clean_store = FeatureStore(out), FeatureStore(tmp_path / "clean")
     assert (
@@ -231,7 +231,7 @@ def test_sigkill_mid_extraction_then_resume_equals_an_uninterrupted_run(tmp_path
         == sorted(f"copy {i}.mp4" for i in range(count))
     )
     for clip_id in resumed_store.clip_ids():
-        a, b = resumed_store.load(clip_id, "acoustic"), clean_store.load(clip_id, "acoustic")
+        a, b = resumed_store.load(clip_id, "audio"), clean_store.load(clip_id, "audio")
         assert a is not None, f"{clip_id} is corrupt"
         np.testing.assert_array_equal(a.features, b.features)
         np.testing.assert_array_equal(a.intervals, b.intervals)
@@ -255,6 +255,6 @@ def test_full_default_preset_on_one_fixture(tmp_path):
     assert text.words == sentence and text.features.shape == (len(sentence), 51)
     visual_rows = store.load("frowning_head.mp4", "visual").features.shape[0]
     assert abs(visual_rows - 3.05 * 15) <= 2  # 3.05 s at the default 15 frames/s
-    assert store.load("frowning_head.mp4", "acoustic").spec.rate == 100.0
-    assert sorted(p.name for p in summary.exported) == ["acoustic.csd", "text.csd", "visual.csd"]
-    assert set(store.specs()) == {"text", "visual", "acoustic"}
+    assert store.load("frowning_head.mp4", "audio").spec.rate == 100.0
+    assert sorted(p.name for p in summary.exported) == ["audio.csd", "text.csd", "visual.csd"]
+    assert set(store.specs()) == {"text", "visual", "audio"}

@@ -163,7 +163,7 @@ def test_interval_extraction_caches_one_entry_per_segment(recording, tmp_path):
     spans = _spans(planted)
     intervals = {"talk.mp4": [Interval(s, e, f"row {n}") for n, (s, e) in enumerate(spans)]}
     out = tmp_path / "features"
-    first = run_extract([path.parent], out, modalities="acoustic", workers=2, intervals=intervals)
+    first = run_extract([path.parent], out, modalities="audio", workers=2, intervals=intervals)
     assert first.segmented and first.recordings == 1
     assert first.total == first.extracted == len(spans) and not first.failed
     store = FeatureStore(out)
@@ -173,11 +173,11 @@ def test_interval_extraction_caches_one_entry_per_segment(recording, tmp_path):
         record = store.manifest()[unit]
         assert record.segment["recording"] == "talk.mp4" and record.segment["source"] == "labels"
         assert (record.segment["start"], record.segment["end"]) == (start, end)
-        sequence = store.load(unit, "acoustic")
+        sequence = store.load(unit, "audio")
         assert abs(len(sequence.features) - (end - start) * 100) <= 2  # 100 Hz over the segment
         assert sequence.intervals[0, 0] < 0.02  # times from the segment's start
     assert len(list((out / "entries").rglob("*.npz"))) == len(spans)
-    again = run_extract([path.parent], out, modalities="acoustic", workers=1, intervals=intervals)
+    again = run_extract([path.parent], out, modalities="audio", workers=1, intervals=intervals)
     assert again.cached == len(spans) and again.extracted == 0
 
 

@@ -47,7 +47,7 @@ def _segments(store: FeatureStore, recording: str) -> list[str]:
 
 def test_fixed_windows_one_entry_per_segment_plan_cached_rerun_from_cache(videos, tmp_path):
     out = tmp_path / "features"
-    first = run_extract([videos], out, modalities="acoustic", workers=2, segments="fixed:8")
+    first = run_extract([videos], out, modalities="audio", workers=2, segments="fixed:8")
     assert first.segmented and first.recordings == 3 and not first.failed
     store = FeatureStore(out)
     manifest = store.manifest()
@@ -63,7 +63,7 @@ def test_fixed_windows_one_entry_per_segment_plan_cached_rerun_from_cache(videos
             unit = segment_id(recording, start, end)
             assert unit in manifest and manifest[unit].segment["source"] == "fixed"
             assert manifest[unit].segment["segmentation"]["how"] == "fixed"
-            rows = len(store.load(unit, "acoustic").features)
+            rows = len(store.load(unit, "audio").features)
             assert abs(rows - (end - start) * 100) <= 2
     assert first.total == len(manifest) == first.extracted
     entries = len(list((out / "entries").rglob("*.npz")))
@@ -73,7 +73,7 @@ def test_fixed_windows_one_entry_per_segment_plan_cached_rerun_from_cache(videos
     plan = json.loads(plans[0].read_text())
     assert plan["segmentation"]["how"] == "fixed" and plan["segments"]
     before = {p: p.stat().st_mtime_ns for p in plans}
-    again = run_extract([videos], out, modalities="acoustic", workers=2, segments="fixed:8")
+    again = run_extract([videos], out, modalities="audio", workers=2, segments="fixed:8")
     assert again.cached == first.total and again.extracted == 0
     assert {p: p.stat().st_mtime_ns for p in plans} == before  # not planned again
     assert len(list((out / "entries").rglob("*.npz"))) == entries
@@ -83,7 +83,7 @@ def test_transcript_segments_through_the_cli_and_bad_options(videos, tmp_path):
     out = tmp_path / "features"
     result = CliRunner().invoke(
         main,
-        ["extract", str(videos / "long a.mp4"), "--out", str(out), "--modalities", "acoustic",
+        ["extract", str(videos / "long a.mp4"), "--out", str(out), "--modalities", "audio",
          "--segments", "transcript", "--min-segment", "2", "--workers", "2"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -108,7 +108,7 @@ class PidLoudness:
     the test sees which process extracted each segment."""
 
     def __init__(self) -> None:
-        self.spec = FeaturizerSpec("pid-loudness", "1", "acoustic", ("rms", "pid"), 10.0)
+        self.spec = FeaturizerSpec("pid-loudness", "1", "audio", ("rms", "pid"), 10.0)
 
     def extract(self, clip) -> FeatureSequence:
         audio = clip.audio()
@@ -123,7 +123,7 @@ class PidLoudness:
 
 
 def pid_loudness() -> dict[str, PidLoudness]:
-    return {"acoustic": PidLoudness()}
+    return {"audio": PidLoudness()}
 
 
 def test_segments_are_the_unit_of_work(videos, tmp_path):
@@ -135,7 +135,7 @@ def test_segments_are_the_unit_of_work(videos, tmp_path):
     summary = run_extract(
         [videos / "long b.mp4"],
         out,
-        modalities="acoustic",
+        modalities="audio",
         engine=LocalEngine(workers=2, max_tasks_per_child=1),
         segments="fixed:4",
         factory=pid_loudness,
@@ -145,7 +145,7 @@ def test_segments_are_the_unit_of_work(videos, tmp_path):
     length = max(r.segment["end"] for r in store.manifest().values())
     pids = {}
     for unit in store.clip_ids():
-        features = store.load(unit, "acoustic").features
+        features = store.load(unit, "audio").features
         assert len(set(features[:, 1])) == 1  # one segment, one process
         pids.setdefault(int(features[0, 1]), []).append(store.manifest()[unit].segment["start"])
     assert len(pids) >= length // SEGMENT_BATCH_SECONDS  # one task per batch of segments
@@ -156,7 +156,7 @@ def test_segments_are_the_unit_of_work(videos, tmp_path):
 def test_sigkill_mid_recording_then_resume_keeps_done_segments(videos, tmp_path):
     out = tmp_path / "features"
     command = [sys.executable, "-m", "cli", "extract", str(videos / "long a.mp4"), "--out"]
-    command += [str(out), "--modalities", "acoustic,visual", "--workers", "1"]
+    command += [str(out), "--modalities", "audio,visual", "--workers", "1"]
     command += ["--segments", "fixed:5", "--preset", "fast"]
     child = subprocess.Popen(
         command, cwd=Path(__file__).parents[1], start_new_session=True,
@@ -172,7 +172,7 @@ def test_sigkill_mid_recording_then_resume_keeps_done_segments(videos, tmp_path)
     kept = {p.name: p.stat().st_mtime_ns for p in (out / "entries").rglob("*.npz")}
     assert len(list((out / "plans").rglob("*.json"))) == 1  # planned before the kill
     resumed = run_extract(
-        [videos / "long a.mp4"], out, modalities="acoustic,visual", workers=2,
+        [videos / "long a.mp4"], out, modalities="audio,visual", workers=2,
         segments="fixed:5", preset="fast",
     )  # fmt: skip
     assert not resumed.failed and resumed.extracted < resumed.total
@@ -180,27 +180,27 @@ def test_sigkill_mid_recording_then_resume_keeps_done_segments(videos, tmp_path)
     after = {p.name: p.stat().st_mtime_ns for p in (out / "entries").rglob("*.npz")}
     assert all(after[name] == mtime for name, mtime in kept.items())  # nothing recomputed
     clean = run_extract(
-        [videos / "long a.mp4"], tmp_path / "clean", modalities="acoustic,visual", workers=2,
+        [videos / "long a.mp4"], tmp_path / "clean", modalities="audio,visual", workers=2,
         segments="fixed:5", preset="fast",
     )  # fmt: skip
     a, b = FeatureStore(out), FeatureStore(tmp_path / "clean")
     assert a.clip_ids() == b.clip_ids() and len(a.clip_ids()) == clean.total
     for unit in a.clip_ids():
-        for modality in ("acoustic", "visual"):
+        for modality in ("audio", "visual"):
             np.testing.assert_array_equal(
                 a.load(unit, modality).features, b.load(unit, modality).features
             )
 
 
 def test_shards_own_whole_recordings_and_cover_every_segment(videos, tmp_path):
-    every = run_extract([videos], tmp_path / "all", modalities="acoustic", segments="fixed:10")
+    every = run_extract([videos], tmp_path / "all", modalities="audio", segments="fixed:10")
     parts = []
     for index in range(2):
         shard = f"{index}/2"
         run_extract(
             [videos],
             tmp_path / f"s{index}",
-            modalities="acoustic",
+            modalities="audio",
             segments="fixed:10",
             shard=shard,
         )
@@ -221,7 +221,7 @@ def test_a_bad_recording_is_recorded_and_the_rest_goes_on(videos, tmp_path):
     (folder / "bad cues.srt").write_text(
         "1\n00:00:00,000 --> 00:00:02,000\nhello\n\n2\n00:00:01,000 --> 00:00:09,000\nthere\n"
     )
-    summary = run_extract([folder], tmp_path / "out", modalities="acoustic", segments="transcript")
+    summary = run_extract([folder], tmp_path / "out", modalities="audio", segments="transcript")
     failed = dict(summary.failed)
     assert "broken.mp4" in failed and "\n" not in failed["broken.mp4"]
     assert "bad cues" in failed["bad cues.mp4"] and "\n" not in failed["bad cues.mp4"]
@@ -235,14 +235,14 @@ def test_dask_spreads_the_segments_into_the_same_store(videos, tmp_path):
     from pipeline.engine import DaskEngine
 
     recording = [videos / "long b.mp4"]
-    local = run_extract(recording, tmp_path / "local", modalities="acoustic", segments="fixed:6")
+    local = run_extract(recording, tmp_path / "local", modalities="audio", segments="fixed:6")
     with distributed.LocalCluster(
         processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
     ) as cluster:
         summary = run_extract(
             recording,
             tmp_path / "dask",
-            modalities="acoustic",
+            modalities="audio",
             engine=DaskEngine(cluster.scheduler_address),
             segments="fixed:6",
         )
@@ -251,7 +251,7 @@ def test_dask_spreads_the_segments_into_the_same_store(videos, tmp_path):
     assert a.clip_ids() == b.clip_ids()
     for unit in a.clip_ids():
         np.testing.assert_array_equal(
-            a.load(unit, "acoustic").features, b.load(unit, "acoustic").features
+            a.load(unit, "audio").features, b.load(unit, "audio").features
         )
 
 
@@ -262,7 +262,7 @@ def test_a_tar_of_recordings_streams_segment_by_segment(videos, tmp_path):
         tar.add(videos / "long a.mp4", arcname="day1/long a.mp4")
         tar.add(videos / "short.mp4", arcname="day1/short.mp4")
     out = tmp_path / "features"
-    summary = run_extract([archive], out, modalities="acoustic", segments="transcript")
+    summary = run_extract([archive], out, modalities="audio", segments="transcript")
     assert summary.recordings == 2 and not summary.failed
     store = FeatureStore(out)
     ids = _segments(store, "recordings.tar.gz/day1/long a.mp4")

@@ -30,14 +30,14 @@ from pipeline.predict import predict_clips, rebuild_featurizers
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIP = FIXTURES / "with_transcript" / "frowning_head.mp4"  # transcript beside it: no ASR
 LABELS = ["happy", "sad", "surprise"]
-STORE_NAMES = {"text": "text", "visual": "visual", "audio": "acoustic"}
 
 
 def default_feature_spec() -> dict:
-    specs = preset_specs("default")
-    spec = {m: specs[STORE_NAMES[m]] for m in MODALITIES}
     lengths = {"text": 12, "visual": 12, "audio": 12}
-    return {**spec, "alignment": AlignSettings.for_mode("aligned", lengths).to_dict()}
+    return {
+        **preset_specs("default"),
+        "alignment": AlignSettings.for_mode("aligned", lengths).to_dict(),
+    }
 
 
 def save_untrained_model(model_dir: Path, feature_spec: dict) -> Path:

@@ -27,7 +27,7 @@ from long_recording import (
 )
 
 from featurizers import segments as segments_module
-from featurizers.acoustic import AcousticFeaturizer
+from featurizers.audio import AudioFeaturizer
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
 from featurizers.segments import (
@@ -434,8 +434,8 @@ def test_segment_features_equal_those_of_the_range_cut_as_its_own_clip(recording
     segment = clip.segment(start, end)
     cut = MediaClip(cut_losslessly(clip, start, end, tmp_path / "cut.mkv"))
 
-    acoustic = AcousticFeaturizer()
-    mine, theirs = acoustic.extract(segment), acoustic.extract(cut)
+    featurizer = AudioFeaturizer()
+    mine, theirs = featurizer.extract(segment), featurizer.extract(cut)
     np.testing.assert_array_equal(mine.intervals, theirs.intervals)
     np.testing.assert_allclose(mine.features, theirs.features, atol=1e-4)
 

@@ -17,7 +17,7 @@ from featurizers.base import FeatureSequence, FeaturizerSpec
 from pipeline.errors import PipelineError
 from pipeline.store import DONE, ClipRecord, FeatureStore, segment_hash, segment_id
 
-SPEC = FeaturizerSpec("toy", "1", "acoustic", ("energy", "pitch"), 100.0, {"hop": 0.01})
+SPEC = FeaturizerSpec("toy", "1", "audio", ("energy", "pitch"), 100.0, {"hop": 0.01})
 WORDS_SPEC = FeaturizerSpec("toywords", "1", "text", ("v0", "v1", "v2"), None)
 
 
@@ -50,14 +50,14 @@ def test_write_read_round_trip_and_load_by_clip_id(tmp_path):
     store = FeatureStore(tmp_path)
     seq, words = _sequence(50), _word_sequence()
     with store.open_manifest() as manifest:
-        manifest.append(_record(store, "clip one.mp4", "ab" * 32, acoustic=seq, text=words))
-    loaded = store.load("clip one.mp4", "acoustic")
+        manifest.append(_record(store, "clip one.mp4", "ab" * 32, audio=seq, text=words))
+    loaded = store.load("clip one.mp4", "audio")
     np.testing.assert_array_equal(loaded.features, seq.features)
     np.testing.assert_array_equal(loaded.intervals, seq.intervals)
     assert loaded.spec == SPEC
     assert store.load("clip one.mp4", "text").words == ["a", "bé", "c"]
     assert store.load("clip one.mp4", "visual") is None
-    assert store.load("other.mp4", "acoustic") is None
+    assert store.load("other.mp4", "audio") is None
     assert store.clip_ids() == ["clip one.mp4"]
     entry_files = sorted(p.name for p in (tmp_path / "entries" / "ab").iterdir())
     assert entry_files == sorted(
@@ -90,7 +90,7 @@ _WRITER = """
 import sys, numpy as np
 from featurizers.base import FeatureSequence, FeaturizerSpec
 from pipeline.store import FeatureStore
-spec = FeaturizerSpec("toy", "1", "acoustic", ("energy", "pitch"), 100.0, {"hop": 0.01})
+spec = FeaturizerSpec("toy", "1", "audio", ("energy", "pitch"), 100.0, {"hop": 0.01})
 store = FeatureStore(sys.argv[1])
 rows = 200_000
 for i in range(1000):
@@ -124,64 +124,62 @@ def test_sigkill_during_writes_never_leaves_a_trusted_partial_entry(tmp_path):
 def test_torn_last_manifest_line_is_ignored(tmp_path):
     store = FeatureStore(tmp_path)
     with store.open_manifest() as manifest:
-        manifest.append(_record(store, "a.mp4", "aa" * 32, acoustic=_sequence(5)))
-        manifest.append(_record(store, "b.mp4", "bb" * 32, acoustic=_sequence(5)))
+        manifest.append(_record(store, "a.mp4", "aa" * 32, audio=_sequence(5)))
+        manifest.append(_record(store, "b.mp4", "bb" * 32, audio=_sequence(5)))
     path = next((tmp_path / "manifest").glob("*.jsonl"))
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"clip_id": "c.mp4", "content_hash": "cc')  # killed mid-line
     assert sorted(store.manifest()) == ["a.mp4", "b.mp4"]
     # the next run appends to its own file; the torn line stays harmless
     with store.open_manifest() as manifest:
-        manifest.append(_record(store, "c.mp4", "cc" * 32, acoustic=_sequence(5)))
+        manifest.append(_record(store, "c.mp4", "cc" * 32, audio=_sequence(5)))
     assert store.clip_ids() == ["a.mp4", "b.mp4", "c.mp4"]
 
 
 def test_latest_record_wins_and_stores_merge_by_copying(tmp_path):
     first, second = FeatureStore(tmp_path / "m1"), FeatureStore(tmp_path / "m2")
     for store in (first, second):
-        store.claim_specs({"acoustic": SPEC.to_dict()})
+        store.claim_specs({"audio": SPEC.to_dict()})
     with first.open_manifest() as manifest:
         manifest.append(ClipRecord("a.mp4", "aa" * 32, "/x", "failed", "boom"))
-        manifest.append(_record(first, "a.mp4", "aa" * 32, acoustic=_sequence(5, 1)))
+        manifest.append(_record(first, "a.mp4", "aa" * 32, audio=_sequence(5, 1)))
     with second.open_manifest() as manifest:
-        manifest.append(_record(second, "b.mp4", "bb" * 32, acoustic=_sequence(5, 2)))
+        manifest.append(_record(second, "b.mp4", "bb" * 32, audio=_sequence(5, 2)))
     merged = tmp_path / "merged"
     for store in (first, second):
         shutil.copytree(store.root, merged, dirs_exist_ok=True)
     store = FeatureStore(merged)
     assert store.clip_ids() == ["a.mp4", "b.mp4"]
-    np.testing.assert_array_equal(
-        store.load("b.mp4", "acoustic").features, _sequence(5, 2).features
-    )
-    assert store.specs() == {"acoustic": SPEC.to_dict()}
+    np.testing.assert_array_equal(store.load("b.mp4", "audio").features, _sequence(5, 2).features)
+    assert store.specs() == {"audio": SPEC.to_dict()}
 
 
 def test_a_store_refuses_a_second_kind_of_features_for_a_modality(tmp_path):
     store = FeatureStore(tmp_path)
-    store.claim_specs({"acoustic": SPEC.to_dict()})
-    store.claim_specs({"acoustic": SPEC.to_dict(), "text": WORDS_SPEC.to_dict()})
-    other = FeaturizerSpec("toy", "2", "acoustic", ("energy", "pitch"), 100.0)
+    store.claim_specs({"audio": SPEC.to_dict()})
+    store.claim_specs({"audio": SPEC.to_dict(), "text": WORDS_SPEC.to_dict()})
+    other = FeaturizerSpec("toy", "2", "audio", ("energy", "pitch"), 100.0)
     with pytest.raises(PipelineError, match="another --out folder"):
-        store.claim_specs({"acoustic": other.to_dict()})
+        store.claim_specs({"audio": other.to_dict()})
 
 
 def test_csd_export_import_round_trip(tmp_path):
     store = FeatureStore(tmp_path / "store")
-    store.claim_specs({"acoustic": SPEC.to_dict(), "text": WORDS_SPEC.to_dict()})
+    store.claim_specs({"audio": SPEC.to_dict(), "text": WORDS_SPEC.to_dict()})
     with store.open_manifest() as manifest:
         manifest.append(
-            _record(store, "v1", "aa" * 32, acoustic=_sequence(30, 1), text=_word_sequence())
+            _record(store, "v1", "aa" * 32, audio=_sequence(30, 1), text=_word_sequence())
         )
-        manifest.append(_record(store, "v2", "bb" * 32, acoustic=_sequence(7, 2)))
+        manifest.append(_record(store, "v2", "bb" * 32, audio=_sequence(7, 2)))
     written = store.export_csd(tmp_path / "csd")
-    assert sorted(p.name for p in written) == ["acoustic.csd", "text.csd"]
+    assert sorted(p.name for p in written) == ["audio.csd", "text.csd"]
     copy = FeatureStore(tmp_path / "copy")
-    assert copy.import_csd(tmp_path / "csd" / "acoustic.csd", "acoustic") == 2
+    assert copy.import_csd(tmp_path / "csd" / "audio.csd", "audio") == 2
     assert copy.import_csd(tmp_path / "csd" / "text.csd", "text") == 1
     assert copy.specs() == store.specs()
     assert copy.clip_ids() == ["v1", "v2"]
     for clip_id in ("v1", "v2"):
-        a, b = store.load(clip_id, "acoustic"), copy.load(clip_id, "acoustic")
+        a, b = store.load(clip_id, "audio"), copy.load(clip_id, "audio")
         np.testing.assert_array_equal(a.features, b.features)
         np.testing.assert_array_equal(a.intervals, b.intervals)
         assert b.spec == SPEC
@@ -193,12 +191,12 @@ def test_the_cmu_sdk_reads_our_export(tmp_path):
     from mmsdk import mmdatasdk
 
     store = FeatureStore(tmp_path / "store")
-    store.claim_specs({"acoustic": SPEC.to_dict()})
+    store.claim_specs({"audio": SPEC.to_dict()})
     with store.open_manifest() as manifest:
-        manifest.append(_record(store, "archive.tar/a.mp4", "aa" * 32, acoustic=_sequence(30, 1)))
+        manifest.append(_record(store, "archive.tar/a.mp4", "aa" * 32, audio=_sequence(30, 1)))
     (path,) = store.export_csd(tmp_path / "csd")
-    dataset = mmdatasdk.mmdataset({"acoustic": str(path)})
-    data = dataset.computational_sequences["acoustic"].data
+    dataset = mmdatasdk.mmdataset({"audio": str(path)})
+    data = dataset.computational_sequences["audio"].data
     (entry,) = data.keys()  # the SDK sees the percent-encoded id (HDF5 reads "/" as a group)
     assert entry == "archive.tar%2Fa.mp4"
     np.testing.assert_array_equal(data[entry]["features"][:], _sequence(30, 1).features)
@@ -217,8 +215,8 @@ def test_we_import_what_the_cmu_sdk_writes(tmp_path):
     sequence.setMetadata({**metadata, "root name": "COVAREP"}, "COVAREP")
     sequence.deploy(str(tmp_path / "COVAREP.csd"))
     store = FeatureStore(tmp_path / "store")
-    assert store.import_csd(tmp_path / "COVAREP.csd", "acoustic") == 1
-    loaded = store.load("video1", "acoustic")
+    assert store.import_csd(tmp_path / "COVAREP.csd", "audio") == 1
+    loaded = store.load("video1", "audio")
     np.testing.assert_array_equal(loaded.features, features)
     np.testing.assert_array_equal(loaded.intervals, intervals)
     assert loaded.spec.name == "COVAREP" and loaded.spec.dim_names == (
@@ -234,16 +232,16 @@ def test_segment_records_and_plans_round_trip_and_old_lines_still_load(tmp_path)
     assert unit == "talks/a.mp4@1.500-12.250"
     key = segment_hash("ab" * 32, 1.5, 12.25)
     assert key != segment_hash("ab" * 32, 1.5, 12.251) and len(key) == 64
-    record = _record(store, unit, key, acoustic=_sequence(10))
+    record = _record(store, unit, key, audio=_sequence(10))
     record.segment = {"recording": "talks/a.mp4", "start": 1.5, "end": 12.25, "source": "fixed"}
     with store.open_manifest() as manifest:
         manifest.append(record)
-        manifest.append(_record(store, "old.mp4", "cd" * 32, acoustic=_sequence(5)))
+        manifest.append(_record(store, "old.mp4", "cd" * 32, audio=_sequence(5)))
     loaded = FeatureStore(tmp_path).manifest()
     assert loaded[unit].segment == record.segment and loaded["old.mp4"].segment is None
     line = (next((tmp_path / "manifest").glob("*.jsonl")).read_text().splitlines())[1]
     assert "segment" not in line  # whole clips keep the old line layout
-    assert len(store.load(unit, "acoustic").features) == 10
+    assert len(store.load(unit, "audio").features) == 10
     spec = {"how": "fixed", "window": 10.0}
     assert store.read_plan("ef" * 32, spec) is None
     store.write_plan("ef" * 32, spec, {"duration": 30.0, "segments": [[0.0, 10.0, "fixed", None]]})

@@ -1,6 +1,6 @@
-"""COVAREP-like acoustic features at 100 frames/s, from permissively licensed code only.
+"""COVAREP-like audio features at 100 frames/s, from permissively licensed code only.
 
-COVAREP (the MATLAB toolbox behind the CMU-MOSI/MOSEI acoustic features) gave 74 dims per
+COVAREP (the MATLAB toolbox behind the CMU-MOSI/MOSEI audio features) gave 74 dims per
 10 ms: F0, voicing, glottal-source measures, 25 mel-cepstra and phase features. This module
 gives 74 dims per 10 ms with open stand-ins (numpy, scipy, librosa's ISC-licensed MFCC):
 
@@ -82,7 +82,7 @@ DIM_NAMES = (
 )
 
 
-class AcousticFeaturizer:
+class AudioFeaturizer:
     """74 COVAREP-like dims per 10 ms of a clip's audio (16 kHz mono).
 
     ``fmin``/``fmax`` bound the F0 search; ``voicing_threshold`` is the largest YIN
@@ -106,9 +106,9 @@ class AcousticFeaturizer:
         self.voicing_threshold = voicing_threshold
         self.silence_db, self.silence_below_peak_db = silence_db, silence_below_peak_db
         self.spec = FeaturizerSpec(
-            name="acoustic-covarep-like",
+            name="audio-covarep-like",
             version="1",
-            modality="acoustic",
+            modality="audio",
             dim_names=DIM_NAMES,
             rate=100.0,
             params={
@@ -134,7 +134,7 @@ class AcousticFeaturizer:
         """A clip without an audio stream gives zero rows (a warning, not an error), so the
         other modalities still go on; undecodable sound raises ``MediaError`` from the clip."""
         if not clip.info.has_audio:
-            log.warning("%s: no audio stream; no acoustic rows", clip)
+            log.warning("%s: no audio stream; no audio rows", clip)
             return self.extract_audio(np.zeros(0, np.float32))
         return self.extract_audio(clip.audio(SAMPLE_RATE))
 

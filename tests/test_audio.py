@@ -1,4 +1,4 @@
-"""AcousticFeaturizer on the espeak fixture and on synthetic signals with known answers."""
+"""AudioFeaturizer on the espeak fixture and on synthetic signals with known answers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-import featurizers.acoustic as acoustic
-from featurizers.acoustic import DIM_NAMES, AcousticFeaturizer
+import featurizers.audio as audio_module
+from featurizers.audio import DIM_NAMES, AudioFeaturizer
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
 
@@ -23,12 +23,12 @@ COL = {name: i for i, name in enumerate(DIM_NAMES)}
 
 
 @pytest.fixture(scope="module")
-def featurizer() -> AcousticFeaturizer:
-    return AcousticFeaturizer()
+def featurizer() -> AudioFeaturizer:
+    return AudioFeaturizer()
 
 
 @pytest.fixture(scope="module")
-def speech(featurizer: AcousticFeaturizer):
+def speech(featurizer: AudioFeaturizer):
     return featurizer.extract(MediaClip(FIXTURES / "talking_head.mp4"))
 
 
@@ -44,9 +44,9 @@ def column(features: np.ndarray, name: str) -> np.ndarray:
     return features[:, COL[name]]
 
 
-def test_spec_names_every_dim(featurizer: AcousticFeaturizer) -> None:
+def test_spec_names_every_dim(featurizer: AudioFeaturizer) -> None:
     spec = featurizer.spec
-    assert (spec.modality, spec.rate, spec.dim) == ("acoustic", 100.0, 74)
+    assert (spec.modality, spec.rate, spec.dim) == ("audio", 100.0, 74)
     assert len(set(spec.dim_names)) == spec.dim
     assert {"f0_hz", "voiced", "rms_db", "silence", "mfcc_24", "mfcc_delta_24"} <= set(
         spec.dim_names
@@ -86,7 +86,7 @@ def test_voicing_follows_the_speech(speech) -> None:
     assert column(features, "voicing_prob")[voiced].mean() > 0.8
 
 
-def test_silence_file_is_flagged_and_finite(tmp_path: Path, featurizer: AcousticFeaturizer) -> None:
+def test_silence_file_is_flagged_and_finite(tmp_path: Path, featurizer: AudioFeaturizer) -> None:
     path = tmp_path / "silence.wav"
     soundfile.write(path, np.zeros(2 * SR, dtype=np.float32), SR)
     result = featurizer.extract(MediaClip(path))
@@ -95,16 +95,16 @@ def test_silence_file_is_flagged_and_finite(tmp_path: Path, featurizer: Acoustic
     assert np.isfinite(features).all()
     assert (column(features, "silence") == 1).all()
     assert (column(features, "voiced") == 0).all() and (column(features, "f0_hz") == 0).all()
-    assert (column(features, "rms_db") == acoustic.FLOOR_DB).all()
+    assert (column(features, "rms_db") == audio_module.FLOOR_DB).all()
 
 
-def test_faint_hiss_counts_as_silence(featurizer: AcousticFeaturizer) -> None:
+def test_faint_hiss_counts_as_silence(featurizer: AudioFeaturizer) -> None:
     hiss = 1e-4 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)  # -80 dBFS
     features = featurizer.extract_audio(hiss).features
     assert (column(features, "silence") == 1).all() and np.isfinite(features).all()
 
 
-def test_known_tone_gives_f0_harmonics_and_hnr(featurizer: AcousticFeaturizer) -> None:
+def test_known_tone_gives_f0_harmonics_and_hnr(featurizer: AudioFeaturizer) -> None:
     features = featurizer.extract_audio(harmonic_tone(150.0, 1.0)).features[10:-10]
     assert (column(features, "voiced") == 1).all()
     np.testing.assert_allclose(column(features, "f0_hz"), 150.0, rtol=0.01)
@@ -115,7 +115,7 @@ def test_known_tone_gives_f0_harmonics_and_hnr(featurizer: AcousticFeaturizer) -
     assert np.abs(features[:, COL["mfcc_delta_0"] :]).max() < 0.5  # steady sound, no change
 
 
-def test_noise_lowers_hnr_and_voicing(featurizer: AcousticFeaturizer) -> None:
+def test_noise_lowers_hnr_and_voicing(featurizer: AudioFeaturizer) -> None:
     clean = featurizer.extract_audio(harmonic_tone(200.0, 1.0)).features[10:-10]
     noisy = featurizer.extract_audio(harmonic_tone(200.0, 1.0, noise=0.05)).features[10:-10]
     assert np.median(column(noisy, "hnr_db")) < np.median(column(clean, "hnr_db")) - 10
@@ -124,7 +124,7 @@ def test_noise_lowers_hnr_and_voicing(featurizer: AcousticFeaturizer) -> None:
     assert column(featurizer.extract_audio(noise).features, "voiced").mean() < 0.05
 
 
-def test_spectral_shape_and_tilt_of_simple_signals(featurizer: AcousticFeaturizer) -> None:
+def test_spectral_shape_and_tilt_of_simple_signals(featurizer: AudioFeaturizer) -> None:
     t = np.arange(SR) / SR
     sine = featurizer.extract_audio((0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
     middle = sine.features[10:-10]
@@ -144,21 +144,21 @@ def test_spectral_shape_and_tilt_of_simple_signals(featurizer: AcousticFeaturize
 
 
 def test_blocks_do_not_change_the_result(
-    monkeypatch: pytest.MonkeyPatch, featurizer: AcousticFeaturizer, speech
+    monkeypatch: pytest.MonkeyPatch, featurizer: AudioFeaturizer, speech
 ) -> None:
     audio = MediaClip(FIXTURES / "talking_head.mp4").audio()
-    monkeypatch.setattr(acoustic, "BLOCK_FRAMES", 97)
+    monkeypatch.setattr(audio_module, "BLOCK_FRAMES", 97)
     np.testing.assert_array_equal(featurizer.extract_audio(audio).features, speech.features)
 
 
-def test_very_short_audio(featurizer: AcousticFeaturizer) -> None:
+def test_very_short_audio(featurizer: AudioFeaturizer) -> None:
     assert featurizer.extract_audio(np.zeros(100, np.float32)).features.shape == (0, 74)
     one = featurizer.extract_audio(harmonic_tone(120.0, 0.015)).features
     assert one.shape == (1, 74) and np.isfinite(one).all()
 
 
 def test_audio_only_file_works_and_video_only_gives_no_rows(
-    tmp_path: Path, featurizer: AcousticFeaturizer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, featurizer: AudioFeaturizer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A missing audio stream is a missing modality (zero rows, a warning), not an error."""
     voice = tmp_path / "voice.flac"
@@ -172,13 +172,13 @@ def test_audio_only_file_works_and_video_only_gives_no_rows(
         for _ in range(3):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8))))
         out.mux(stream.encode(None))
-    with caplog.at_level(logging.WARNING, logger="featurizers.acoustic"):
+    with caplog.at_level(logging.WARNING, logger="featurizers.audio"):
         empty = featurizer.extract(MediaClip(mute))
     assert empty.features.shape == (0, 74) and empty.intervals.shape == (0, 2)
     assert "no audio stream" in caplog.text and "mute.mp4" in caplog.text
 
 
-def test_undecodable_sound_still_fails(tmp_path: Path, featurizer: AcousticFeaturizer) -> None:
+def test_undecodable_sound_still_fails(tmp_path: Path, featurizer: AudioFeaturizer) -> None:
     """A damaged file is still refused in one line: only a missing stream is a missing modality."""
     clip = tmp_path / "cut.mp4"
     source = FIXTURES / "talking_head.mp4"
@@ -190,6 +190,6 @@ def test_undecodable_sound_still_fails(tmp_path: Path, featurizer: AcousticFeatu
 
 def test_bad_pitch_range_is_refused() -> None:
     with pytest.raises(ValueError, match="fmin"):
-        AcousticFeaturizer(fmin=300, fmax=200)
+        AudioFeaturizer(fmin=300, fmax=200)
     with pytest.raises(ValueError, match="window"):
-        AcousticFeaturizer(fmin=20)
+        AudioFeaturizer(fmin=20)
