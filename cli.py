@@ -542,6 +542,11 @@ def extract(
         )
     finally:
         bar.close()
+    if summary.total == 0 and shard is not None:
+        click.echo(
+            f"nothing to do: shard {shard} holds none of the clips given (the other shards do)"
+        )
+        return
     units = "clips"
     if summary.segmented:
         units = f"segments of {_count(summary.recordings, 'recording')}"

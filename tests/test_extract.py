@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from cli import main
 from pipeline.extract import run_extract
+from pipeline.sources import Shard
 from pipeline.store import DONE, FeatureStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -183,6 +184,19 @@ def test_exit_code_is_nonzero_when_nothing_could_be_extracted(tmp_path):
         main, ["extract", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--preset", "nope"]
     )
     assert preset.exit_code == 2 and "unknown preset 'nope'" in preset.output
+
+
+def test_an_empty_shard_has_nothing_to_do_and_exits_0(tmp_path):
+    (tmp_path / "in").mkdir()
+    shutil.copy(CLIP, tmp_path / "in" / "a.mp4")
+    empty = f"{int(Shard(0, 2).takes('a.mp4'))}/2"  # the shard that does not take a.mp4
+    result = CliRunner().invoke(
+        main,
+        ["extract", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--shard", empty],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"nothing to do: shard {empty} holds none of the clips" in result.output
+    assert FeatureStore(tmp_path / "out").clip_ids() == []
 
 
 def _entries(root: Path) -> dict[str, tuple[int, int]]:
