@@ -152,13 +152,13 @@ def whole_rtf(clip: Path, duration: float, workers: int, sidecar: str | None, wo
 def peak_rss(clip: Path, modalities: str) -> None:
     code = (
         "import sys, json; sys.path.insert(0, sys.argv[3]);"
-        "from pipeline.extract import ClipTask, preset_factory, process_clip;"
+        "from pipeline.extract import SpanTask, SpanUnit, preset_factory, process_spans;"
         "from pipeline.sources import scan, open_clips; from pathlib import Path;"
         "cat = scan([sys.argv[1]]); clip = next(open_clips(cat, Path(sys.argv[2]) / 'spool'));"
         f"mods = tuple({modalities.split(',')!r});"
-        "task = ClipTask(clip.clip_id, str(clip.path), clip.source, clip.content_hash,"
-        " sys.argv[2], preset_factory('default', mods), mods);"
-        "r = process_clip(task);"
+        "task = SpanTask(clip, sys.argv[2], preset_factory('default', mods),"
+        " (SpanUnit(None, mods),));"
+        "[r] = process_spans(task);"
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent
         "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'));"
         "print(json.dumps({'rss_mb': int(hwm.split()[1]) / 1024,"

@@ -462,8 +462,7 @@ class SegmentClip:
 
     Frames and audio are only that range, timed from ``start``, decoded by seeking in the
     parent (nothing outside the range is held), so featurizers give what they would on a clip
-    cut there. ``content_hash`` derives from the parent's hash (computed once, on the parent)
-    and the range, so the feature store keeps one entry per segment and featurizer.
+    cut there. Its cache key is its span's (``featurizers.span.Span.key``).
     """
 
     def __init__(self, parent: MediaClip, start: float, end: float, text: str | None) -> None:
@@ -475,7 +474,6 @@ class SegmentClip:
         self.decode_threads = parent.decode_threads
         self.info = replace(parent.info, duration=self.end - self.start)
         self._audio: np.ndarray | None = None
-        self._hash: str | None = None
 
     def __repr__(self) -> str:
         return f"MediaClip({str(self.path)!r})[{self.start:.2f}-{self.end:.2f} s]"
@@ -494,10 +492,3 @@ class SegmentClip:
         if sample_rate == AUDIO_RATE:
             self._audio = samples
         return samples
-
-    def content_hash(self) -> str:
-        """SHA-256 (hex) of the parent's content hash and the range in milliseconds."""
-        if self._hash is None:
-            key = f"{self.parent.content_hash()}:{self.start:.3f}:{self.end:.3f}"
-            self._hash = hashlib.sha256(key.encode()).hexdigest()
-        return self._hash

@@ -28,6 +28,7 @@ import numpy as np
 from featurizers.asr import DEFAULT_ASR, SAMPLE_RATE, WHISPER_DECODING, load_whisper
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
+from featurizers.span import WHOLE, Span
 from featurizers.transcripts import (
     Cue,
     Word,
@@ -64,16 +65,6 @@ _SNAP_S = 0.5  # how far voice activity may move the edge of a recognised uttera
 
 class SegmentOptionError(MediaError, ValueError):
     """A segmentation option that makes no sense (one line saying what is accepted)."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One utterance of a recording: seconds from its start, where it came from, its text."""
-
-    start: float
-    end: float
-    source: str  # "transcript" | "asr" | "vad" | "fixed" | "labels" | "whole"
-    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +167,8 @@ class _Unit:
 
 def plan_segments(
     clip: MediaClip, spec: SegmentationSpec, transcript: Path | None = None
-) -> list[Segment]:
-    """The recording's segments: sorted, non-overlapping, inside ``[0, duration]``.
+) -> list[Span]:
+    """The recording's segments as spans: sorted, non-overlapping, inside ``[0, duration]``.
 
     ``transcript``: an explicit transcript file (else a sidecar beside the recording). An
     explicit ``spec.how`` that cannot work (``transcript`` without one, ``asr``/``vad`` on a
@@ -186,10 +177,10 @@ def plan_segments(
     """
     duration = clip.info.duration
     if spec.how == "none" or duration < spec.min_len:
-        return [Segment(0.0, duration, "whole")]
+        return [Span(0.0, duration, WHOLE)]
     if spec.how == "auto" and duration <= spec.max_len:
         # no longer than one utterance may be: a pre-cut clip, kept whole with its own words
-        return [Segment(0.0, duration, "whole")]
+        return [Span(0.0, duration, WHOLE)]
     if spec.how == "fixed":
         return _finish(_fixed(duration, spec), "fixed", duration)
     tries = ("transcript", "asr", "vad") if spec.how == "auto" else (spec.how,)
@@ -535,13 +526,12 @@ def _part(unit: _Unit, start: float, end: float) -> _Unit:
     return _Unit(start, end, words, pauses)
 
 
-def _finish(units: list[_Unit], source: str, duration: float) -> list[Segment]:
-    segments = [
-        Segment(float(round(u.start, 3)), float(round(min(u.end, duration), 3)), source, u.text)
+def _finish(units: list[_Unit], source: str, duration: float) -> list[Span]:
+    spans = [
+        Span(u.start, min(u.end, duration), source, u.text)
         for u in units
         if min(u.end, duration) - u.start >= _MIN_UNIT_S
     ]
-    if len(segments) <= 1:
-        text = segments[0].text if segments else None
-        return [Segment(0.0, duration, "whole", text)]
-    return segments
+    if len(spans) <= 1:
+        return [Span(0.0, duration, WHOLE, spans[0].text if spans else None)]
+    return spans

@@ -43,10 +43,11 @@ import pandas as pd
 from carat.data.packed import write_packed
 from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData
 from featurizers.base import FeatureSequence
+from featurizers.span import LABELS, Span
 from pipeline.align import SEGMENTATION_KEY, WHOLE_CLIPS, AlignSettings, align_clips
 from pipeline.errors import PipelineError
 from pipeline.intervals import LIST_COLUMN, IntervalTable, is_interval_labels, list_labels
-from pipeline.store import ClipRecord, FeatureStore, segment_id
+from pipeline.store import ClipRecord, FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,7 @@ def _build_from_intervals(
     started: float,
 ) -> BuildSummary:
     """Interval labels -> their segments extracted from the recordings -> the dataset."""
-    from pipeline.extract import Interval, run_extract
+    from pipeline.extract import run_extract
     from pipeline.intervals import read_interval_labels
     from pipeline.sources import scan
 
@@ -452,21 +453,24 @@ def _build_from_intervals(
     rows = [r for r in rows if splits.get(r.ref) is not None]
     if strict and problems:  # before any extraction
         raise PipelineError(f"{problems[0]} (--strict)")
-    intervals: dict[str, list[Interval]] = {}
+    span_of = {r.ref: Span(r.start, r.end, LABELS, recording=clip_of[r.video_id]) for r in rows}
+    intervals: dict[str, list[Span]] = {}
     for row in rows:
-        intervals.setdefault(clip_of[row.video_id], []).append(
-            Interval(row.start, row.end, row.ref)
-        )
+        intervals.setdefault(clip_of[row.video_id], []).append(span_of[row.ref])
     options = {"modalities": MODALITIES, **extract_options}
     extracted = run_extract(videos, features_dir, intervals=intervals, **options)
-    problems.extend(extracted.problems.values())
-    rows = [r for r in rows if r.ref not in extracted.problems]
+    problems.extend(
+        f"{r.ref}: {extracted.problems[span_of[r.ref].id]}"
+        for r in rows
+        if span_of[r.ref].id in extracted.problems
+    )
+    rows = [r for r in rows if span_of[r.ref].id not in extracted.problems]
     for problem in problems:
         log.warning("left out: %s", problem)
     store = FeatureStore(features_dir)
     specs = _store_specs(store)
     manifest = store.manifest()
-    ids = [segment_id(clip_of[r.video_id], round(r.start, 3), round(r.end, 3)) for r in rows]
+    ids = [span_of[r.ref].id for r in rows]
     label_table = LabelTable(
         labels,
         ids,

@@ -11,7 +11,7 @@ Units of work:
   decoded once); the worker writes its results into the store itself and returns a small status.
 - any other segmentation: each recording is first planned into segments (one :class:`PlanTask`
   per recording; the plan is cached in the store, so a re-run does not plan again), then its
-  segments are spread over the workers in :class:`SegmentTask` batches of about
+  segments are spread over the workers in :class:`SpanTask` batches of about
   ``SEGMENT_BATCH_SECONDS`` of media. An hour-long recording is many tasks, so it does not pin one
   worker while the others idle, and the cache holds one entry per segment x featurizer: an
   interrupted recording resumes at the segments not yet in the store. A plan that gives one
@@ -20,6 +20,9 @@ Units of work:
 - interval labels (``align`` with a labels file of video intervals) give each recording its
   segments directly (source ``labels``); the plan task then only checks them against the
   recording's length.
+
+Planning, the cache lookups and the featurizers are :mod:`pipeline.featurize`'s, the path that
+``predict`` takes too; this module schedules them over the engine and keeps the manifest.
 """
 
 from __future__ import annotations
@@ -32,100 +35,65 @@ import pickle
 import shutil
 import socket
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from featurizers.base import Featurizer, FeaturizerSpec, MediaError
+from featurizers.media import MediaClip
+from featurizers.segments import SegmentationSpec
+from featurizers.span import Span
+from pipeline import featurize
 from pipeline.engine import WAIT, Engine, TaskFailure, make_engine
 from pipeline.errors import PipelineError
 from pipeline.sources import Catalog, OpenedClip, Refusal, Shard, open_clips, scan
-from pipeline.store import (
-    DONE,
-    FAILED,
-    ClipRecord,
-    FeatureStore,
-    ManifestWriter,
-    segment_hash,
-    segment_id,
-)
+from pipeline.store import DONE, FAILED, ClipRecord, FeatureStore, ManifestWriter
 
 log = logging.getLogger(__name__)
 
 FeaturizerFactory = Callable[[], dict[str, Featurizer]]
 SEGMENT_BATCH_SECONDS = 30.0  # media per segment task: small enough to spread a long file
 LABELS_SEGMENTATION: dict[str, Any] = {"how": "labels"}  # segments given by interval labels
-# A labelled interval may end this far past the recording's length (rounding of label times).
-INTERVAL_END_SLACK_S = 0.5
-
-
-@dataclass(frozen=True)
-class ClipTask:
-    """What a worker needs to extract one whole clip (small and picklable)."""
-
-    clip_id: str
-    path: str
-    source: str
-    content_hash: str
-    store_root: str
-    factory: FeaturizerFactory
-    modalities: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return self.clip_id
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A segment asked for by interval labels; ``ref`` names its row for messages."""
-
-    start: float
-    end: float
-    ref: str = ""
 
 
 @dataclass(frozen=True)
 class PlanTask:
-    """Plan one recording: its segments under ``segmentation``, or check ``given`` intervals."""
+    """Plan one recording: its spans under ``segmentation`` (the plan cache first), or check
+    the ``given`` spans of interval labels against its length."""
 
-    clip_id: str
-    path: str
-    source: str
+    clip: OpenedClip
+    store_root: str
     segmentation: dict[str, Any] | None
-    given: tuple[Interval, ...] | None = None
+    given: tuple[Span, ...] | None = None
 
     def __str__(self) -> str:
-        return f"{self.clip_id} (planning)"
+        return f"{self.clip.clip_id} (planning)"
 
 
 @dataclass(frozen=True)
-class SegmentUnit:
-    """One segment to extract: its id, times in the recording, store key and what it lacks."""
+class SpanUnit:
+    """One unit of work: a span of the recording (None: the whole clip, not planned) and the
+    modalities it lacks."""
 
-    unit_id: str
-    start: float
-    end: float
-    content_hash: str
+    span: Span | None
     modalities: tuple[str, ...]
-    text: str | None = None
 
 
 @dataclass(frozen=True)
-class SegmentTask:
-    """A batch of segments of one recording (the recording is opened once per batch)."""
+class SpanTask:
+    """Units of one recording, extracted by one worker (the recording is opened once)."""
 
-    clip_id: str
-    path: str
-    source: str
+    clip: OpenedClip
     store_root: str
     factory: FeaturizerFactory
-    units: tuple[SegmentUnit, ...]
+    units: tuple[SpanUnit, ...]
 
     def __str__(self) -> str:
-        return f"{self.units[0].unit_id} (+{len(self.units) - 1} segments)"
+        first = self.units[0].span
+        name = self.clip.clip_id if first is None else first.id
+        return name if len(self.units) == 1 else f"{name} (+{len(self.units) - 1} segments)"
 
 
 @dataclass
@@ -134,8 +102,8 @@ class ExtractSummary:
     skipped. Units are whole clips, or segments when the recordings were segmented.
 
     ``partial`` counts failed units that still got some modalities (e.g. a video without sound).
-    ``recordings`` counts the inputs; ``problems`` maps each interval label that was not used
-    (its ref, e.g. "labels.csv row 7") to one line saying why.
+    ``recordings`` counts the inputs; ``problems`` maps each span of interval labels that was
+    not used (its id) to one line saying why.
     """
 
     total: int = 0
@@ -148,7 +116,7 @@ class ExtractSummary:
     exported: list[Path] = field(default_factory=list)
     recordings: int = 0
     segmented: bool = False
-    problems: dict[str, str] = field(default_factory=dict)  # interval ref -> one line
+    problems: dict[str, str] = field(default_factory=dict)  # span id -> one line
 
     @property
     def usable(self) -> int:
@@ -169,146 +137,50 @@ def _featurizers(factory: FeaturizerFactory) -> dict[str, Featurizer]:
     return _featurizer_cache[key]
 
 
-def process_clip(task: ClipTask) -> dict[str, dict[str, Any]]:
-    """Extract every requested modality of one clip into the store; modality -> status.
+def process_spans(task: SpanTask) -> list[dict[str, dict[str, Any]]]:
+    """Extract the units of one recording into the store; per unit, modality -> status.
 
-    A bad clip is an answer, not an exception: each failing featurizer reports its one-line
-    reason and the others still run. Only infrastructure errors (out of memory, a full disk)
-    escape, for the engine to retry.
+    Each unit's entries are written as soon as they are made, so a kill mid-task keeps the
+    units already done. A bad recording or span is an answer, not an exception (see
+    :func:`pipeline.featurize.features`).
     """
-    from featurizers.media import MediaClip
-
     store = FeatureStore(task.store_root)
     featurizers = _featurizers(task.factory)
     try:
-        clip = MediaClip(task.path, decode_threads=1)
+        media = MediaClip(task.clip.path, decode_threads=1)
     except MediaError as exc:
-        reason = _readable(str(exc), task)
-        return {m: {"status": FAILED, "error": reason} for m in task.modalities}
-    meta = {"clip_id": task.clip_id, "source": task.source}
-    return _extract_all(clip, featurizers, task.modalities, store, task.content_hash, meta, task)
-
-
-def _extract_all(
-    clip: Any,  # MediaClip or SegmentClip
-    featurizers: dict[str, Featurizer],
-    modalities: Sequence[str],
-    store: FeatureStore,
-    content_hash: str,
-    meta: dict[str, Any],
-    task: ClipTask | SegmentTask,
-) -> dict[str, dict[str, Any]]:
-    """Run each featurizer on ``clip`` and store its result; modality -> status."""
-    results: dict[str, dict[str, Any]] = {}
-    for modality in modalities:
-        featurizer = featurizers[modality]
-        started = time.perf_counter()
-        try:
-            sequence = featurizer.extract(clip)
-        except MediaError as exc:
-            results[modality] = {"status": FAILED, "error": _readable(str(exc), task)}
-            continue
-        except MemoryError:
-            raise
-        except Exception as exc:  # a featurizer bug must not stop the batch
-            log.debug("%s: %s failed\n%s", meta["clip_id"], modality, traceback.format_exc())
-            reason = f"{type(exc).__name__} in the {modality} featurizer: {exc}"
-            results[modality] = {"status": FAILED, "error": _readable(reason, task)}
-            continue
-        seconds = round(time.perf_counter() - started, 4)
-        entry = store.write(content_hash, sequence, {**meta, "seconds": seconds})
-        results[modality] = {"status": DONE, "entry": entry, "seconds": seconds}
-    return results
-
-
-def plan_recording(task: PlanTask) -> dict[str, Any]:
-    """A recording's plan: ``{"duration", "segments": [[start, end, source, text]], "problems"}``,
-    or ``{"error"}`` when it cannot be planned (one line)."""
-    from featurizers.media import MediaClip
-
-    try:
-        clip = MediaClip(task.path, decode_threads=1)
-        duration = float(clip.info.duration)
-        if task.given is not None:
-            return _check_intervals(task, duration)
-        from featurizers.segments import SegmentationSpec, plan_segments
-
-        spec = SegmentationSpec.from_dict(task.segmentation or {})
-        segments = plan_segments(clip, spec)
-    except MediaError as exc:
-        return {"error": _readable(str(exc), task)}
-    except ValueError as exc:  # a segmentation the recording cannot take
-        return {"error": _readable(f"{task.source}: {exc}", task)}
-    return {
-        "duration": duration,
-        "segments": [[round(g.start, 3), round(g.end, 3), g.source, g.text] for g in segments],
-        "problems": {},
-    }
-
-
-def _check_intervals(task: PlanTask, duration: float) -> dict[str, Any]:
-    """Labelled intervals inside the recording become segments; the others are problems."""
-    segments, problems = [], {}
-    for interval in task.given or ():
-        if duration > 0 and interval.end > duration + INTERVAL_END_SLACK_S:
-            problems[interval.ref] = (
-                f"{interval.ref}: interval {interval.start:g}-{interval.end:g} s ends after "
-                f"{task.source} ({duration:.2f} s long); fix the row's times or give the full "
-                "recording; the interval is left out"
-            )
-            continue
-        segments.append([round(interval.start, 3), round(interval.end, 3), "labels", None])
-    return {"duration": duration, "segments": segments, "problems": problems}
-
-
-def process_segments(task: SegmentTask) -> dict[str, dict[str, dict[str, Any]]]:
-    """Extract a batch of segments of one recording; segment id -> modality -> status.
-
-    Each segment's entries are written as soon as they are made, so a kill mid-batch keeps the
-    segments already done. A bad segment is an answer, as a bad clip is in :func:`process_clip`.
-    """
-    from featurizers.media import MediaClip
-
-    store = FeatureStore(task.store_root)
-    featurizers = _featurizers(task.factory)
-    try:
-        recording = MediaClip(task.path, decode_threads=1)
-    except MediaError as exc:
-        reason = _readable(str(exc), task)
-        return {
-            u.unit_id: {m: {"status": FAILED, "error": reason} for m in u.modalities}
-            for u in task.units
-        }
-    outcome: dict[str, dict[str, dict[str, Any]]] = {}
+        failed = {"status": FAILED, "error": featurize.readable(str(exc), task.clip)}
+        return [dict.fromkeys(unit.modalities, failed) for unit in task.units]
+    outcome = []
     for unit in task.units:
-        try:
-            clip = recording.segment(unit.start, unit.end, unit.text)
-        except MediaError as exc:
-            reason = _readable(str(exc), task)
-            outcome[unit.unit_id] = {
-                m: {"status": FAILED, "error": reason} for m in unit.modalities
-            }
-            continue
-        meta = {"clip_id": unit.unit_id, "source": task.source}
-        outcome[unit.unit_id] = _extract_all(
-            clip, featurizers, unit.modalities, store, unit.content_hash, meta, task
-        )
+        span = unit.span or featurize.whole(task.clip, media)
+        wanted = {m: featurizers[m] for m in unit.modalities}
+        found = featurize.features(media, span, task.clip, wanted, store)
+        outcome.append({m: f.status() for m, f in found.items()})
     return outcome
 
 
-def run_task(task: ClipTask | PlanTask | SegmentTask) -> Any:
-    """The engine's one function: a whole clip, a plan, or a batch of segments."""
+def plan_recording(task: PlanTask) -> dict[str, Any]:
+    """A recording's plan: ``{"plan": Plan, "problems": {span id: line}}``, or ``{"error"}``
+    when it cannot be planned (one line)."""
+    try:
+        if task.given is not None:
+            media = MediaClip(task.clip.path, decode_threads=1)
+            plan, problems = featurize.given_plan(task.clip, task.given, media)
+            return {"plan": plan, "problems": problems}
+        spec = SegmentationSpec.from_dict(task.segmentation or {})
+        return {"plan": featurize.plan(FeatureStore(task.store_root), task.clip, spec)}
+    except MediaError as exc:
+        return {"error": featurize.readable(str(exc), task.clip)}
+    except ValueError as exc:  # a segmentation the recording cannot take
+        return {"error": featurize.readable(f"{task.clip.source}: {exc}", task.clip)}
+
+
+def run_task(task: PlanTask | SpanTask) -> Any:
+    """The engine's one function: a plan, or the units of a recording."""
     if isinstance(task, PlanTask):
         return plan_recording(task)
-    if isinstance(task, SegmentTask):
-        return process_segments(task)
-    return process_clip(task)
-
-
-def _readable(message: str, task: ClipTask | PlanTask | SegmentTask) -> str:
-    """One line, naming the clip's origin rather than a spooled temporary copy."""
-    text = message.replace(task.path, task.source).strip()
-    return text.splitlines()[0] if text else "unknown error"
+    return process_spans(task)
 
 
 # --- main process ----------------------------------------------------------------------------
@@ -337,10 +209,6 @@ def parse_segmentation(
                 "auto|transcript|asr|vad|fixed:SECONDS too"
             )
         return None
-    from dataclasses import replace
-
-    from featurizers.segments import SegmentationSpec
-
     shown = segments if isinstance(segments, str) else "spec"
     try:
         if isinstance(segments, str):
@@ -374,7 +242,7 @@ def run_extract(
     segments: str | Mapping[str, Any] | Any | None = None,
     min_segment: float | None = None,
     max_segment: float | None = None,
-    intervals: Mapping[str, Sequence[Interval]] | None = None,
+    intervals: Mapping[str, Sequence[Span]] | None = None,
 ) -> ExtractSummary:
     """Extract features of every clip in ``inputs`` into the store at ``out``.
 
@@ -445,7 +313,7 @@ class _Plan:
     """How this run cuts recordings: not at all, by a segmentation spec, or by given intervals."""
 
     segmentation: dict[str, Any] | None
-    intervals: Mapping[str, Sequence[Interval]] | None
+    intervals: Mapping[str, Sequence[Span]] | None
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -459,8 +327,7 @@ class _Open:
 
     clip: OpenedClip
     pending: int = 0
-    cached: dict[str, dict[str, Any]] = field(default_factory=dict)  # whole clip: cached results
-    segments: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> record parts
+    cached: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # unit -> results
 
 
 class _Run:
@@ -485,7 +352,7 @@ class _Run:
         self.plan = plan
         self.errors: list[dict[str, str]] = []
         self.open: dict[str, _Open] = {}
-        self.queue: deque[ClipTask | PlanTask | SegmentTask] = deque()
+        self.queue: deque[PlanTask | SpanTask] = deque()
         self.planning = 0
 
     def record(self, record: ClipRecord, extracted: bool) -> None:
@@ -527,23 +394,16 @@ class _Run:
     # --- scheduling -----------------------------------------------------------------------
 
     def _start(self, clip: OpenedClip) -> None:
+        if self.plan.segmentation is None and self.plan.intervals is None:
+            self._units(clip, [None])
+            return
+        given = None
         if self.plan.intervals is not None:
             given = tuple(self.plan.intervals.get(clip.clip_id, ()))
-            self._plan(clip, given)
-        elif self.plan.segmentation is None:
-            self._whole(clip)
-        else:
-            cached = self.store.read_plan(clip.content_hash, self.plan.segmentation)
-            if cached is not None:
-                self._segments(clip, cached["segments"])
-            else:
-                self._plan(clip, None)
-
-    def _plan(self, clip: OpenedClip, given: tuple[Interval, ...] | None) -> None:
         self._opened(clip).pending += 1
         self.planning += 1
-        spec = None if given is not None else self.plan.segmentation
-        self.queue.append(PlanTask(clip.clip_id, str(clip.path), clip.source, spec, given))
+        root = str(self.store.root)
+        self.queue.append(PlanTask(clip, root, self.plan.segmentation, given))
 
     def _opened(self, clip: OpenedClip) -> _Open:
         return self.open.setdefault(clip.clip_id, _Open(clip))
@@ -556,156 +416,93 @@ class _Run:
             opened.clip.release()
             del self.open[clip_id]
 
-    def _cached(self, content_hash: str) -> dict[str, dict[str, Any]]:
-        found = {m: self.store.find(content_hash, spec) for m, spec in self.specs.items()}
-        return {m: {"status": DONE, "entry": entry} for m, entry in found.items() if entry}
-
-    def _whole(self, clip: OpenedClip) -> None:
-        """Today's unit: the whole clip, every modality it lacks in one task."""
-        cached = self._cached(clip.content_hash)
-        todo = tuple(m for m in self.specs if m not in cached)
-        if not todo:
-            if clip.clip_id not in self.open:
-                clip.release()
-            self.record(_clip_record(clip, cached), extracted=False)
-            return
+    def _units(self, clip: OpenedClip, spans: Sequence[Span | None]) -> None:
+        """Record the units already in the store; queue the rest in batches of about
+        ``SEGMENT_BATCH_SECONDS`` of media."""
         opened = self._opened(clip)
-        opened.pending += 1
-        opened.cached = cached
-        self.queue.append(
-            ClipTask(
-                clip.clip_id,
-                str(clip.path),
-                clip.source,
-                clip.content_hash,
-                str(self.store.root),
-                self.factory,
-                todo,
-            )
-        )
-
-    def _segments(self, clip: OpenedClip, planned: list[list[Any]]) -> None:
-        """Record the segments already in the store; queue the rest in batches."""
-        if len(planned) == 1 and planned[0][2] == "whole":
-            self._whole(clip)  # a clip shorter than one segment: extracted as today
-            return
-        self.summary.total += len(planned) - 1  # the recording was counted once
-        opened = self._opened(clip)
-        batch: list[SegmentUnit] = []
-        for start, end, source, text in planned:
-            unit_id = segment_id(clip.clip_id, start, end)
-            content_hash = segment_hash(clip.content_hash, start, end)
-            cached = self._cached(content_hash)
-            info = {
-                "recording": clip.clip_id,
-                "recording_hash": clip.content_hash,
-                "start": start,
-                "end": end,
-                "source": source,
-                "text": text,
-                "segmentation": self.plan.spec,
+        opened.pending += 1  # held while scheduling, so a recording with nothing to do is freed
+        batch: list[SpanUnit] = []
+        for span in spans:
+            # an unplanned clip is its whole recording: its key is the recording's hash
+            key = clip.content_hash if span is None else span.key(clip.content_hash)
+            cached = {
+                m: {"status": DONE, "entry": entry}
+                for m, entry in featurize.cached(self.store, key, self.specs).items()
             }
             todo = tuple(m for m in self.specs if m not in cached)
             if not todo:
-                self.record(_segment_record(clip, unit_id, content_hash, info, cached), False)
+                self.record(self._record(clip, span, cached), extracted=False)
                 continue
-            opened.segments[unit_id] = {"info": info, "cached": cached, "hash": content_hash}
-            batch.append(SegmentUnit(unit_id, start, end, content_hash, todo, text))
-            if sum(u.end - u.start for u in batch) >= SEGMENT_BATCH_SECONDS:
-                self._queue_segments(opened, batch)
+            opened.cached[_unit_id(clip, span)] = cached
+            batch.append(SpanUnit(span, todo))
+            if sum(u.span.end - u.span.start for u in batch if u.span) >= SEGMENT_BATCH_SECONDS:
+                self._queue(opened, batch)
                 batch = []
         if batch:
-            self._queue_segments(opened, batch)
-        opened.pending += 1  # held while scheduling, so a recording with nothing to do is freed
+            self._queue(opened, batch)
         self._done_with(clip.clip_id)
 
-    def _queue_segments(self, opened: _Open, units: list[SegmentUnit]) -> None:
-        clip = opened.clip
+    def _queue(self, opened: _Open, units: list[SpanUnit]) -> None:
         opened.pending += 1
-        self.queue.append(
-            SegmentTask(
-                clip.clip_id,
-                str(clip.path),
-                clip.source,
-                str(self.store.root),
-                self.factory,
-                tuple(units),
-            )
-        )
+        root = str(self.store.root)
+        self.queue.append(SpanTask(opened.clip, root, self.factory, tuple(units)))
 
     # --- results --------------------------------------------------------------------------
 
-    def finish(self, task: ClipTask | PlanTask | SegmentTask, outcome: Any) -> None:
+    def finish(self, task: PlanTask | SpanTask, outcome: Any) -> None:
         if isinstance(task, PlanTask):
             self._finish_plan(task, outcome)
-        elif isinstance(task, SegmentTask):
-            self._finish_segments(task, outcome)
-        else:
-            opened = self.open[task.clip_id]
+            return
+        opened = self.open[task.clip.clip_id]
+        for index, unit in enumerate(task.units):
             if isinstance(outcome, TaskFailure):
-                outcome = {m: {"status": FAILED, "error": outcome.reason} for m in task.modalities}
-            self.record(_clip_record(opened.clip, {**opened.cached, **outcome}), extracted=True)
-            self._done_with(task.clip_id)
+                results = {m: {"status": FAILED, "error": outcome.reason} for m in unit.modalities}
+            else:
+                results = outcome[index]
+            cached = opened.cached.pop(_unit_id(opened.clip, unit.span))
+            self.record(self._record(opened.clip, unit.span, {**cached, **results}), True)
+        self._done_with(task.clip.clip_id)
 
     def _finish_plan(self, task: PlanTask, outcome: dict[str, Any] | TaskFailure) -> None:
         self.planning -= 1
-        clip = self.open[task.clip_id].clip
+        clip = self.open[task.clip.clip_id].clip
         error = outcome.reason if isinstance(outcome, TaskFailure) else outcome.get("error")
         if error is not None:
             self.record(
                 ClipRecord(clip.clip_id, clip.content_hash, clip.source, FAILED, error), False
             )
         else:
-            self.summary.problems.update(outcome["problems"])
-            if task.given is None:
-                plan = {k: outcome[k] for k in ("duration", "segments")}
-                self.store.write_plan(clip.content_hash, self.plan.segmentation, plan)
-            if outcome["segments"]:
-                self._segments(clip, outcome["segments"])
-            else:
-                self.summary.total -= 1
-        self._done_with(task.clip_id)
+            self.summary.problems.update(outcome.get("problems", {}))
+            spans = outcome["plan"].spans
+            self.summary.total += len(spans) - 1  # the recording was counted once
+            if spans:
+                self._units(clip, spans)
+        self._done_with(clip.clip_id)
 
-    def _finish_segments(self, task: SegmentTask, outcome: dict | TaskFailure) -> None:
-        opened = self.open[task.clip_id]
-        for unit in task.units:
-            if isinstance(outcome, TaskFailure):
-                results = {m: {"status": FAILED, "error": outcome.reason} for m in unit.modalities}
-            else:
-                results = outcome[unit.unit_id]
-            parts = opened.segments.pop(unit.unit_id)
-            record = _segment_record(
-                opened.clip,
-                unit.unit_id,
-                parts["hash"],
-                parts["info"],
-                {**parts["cached"], **results},
-            )
-            self.record(record, extracted=True)
-        self._done_with(task.clip_id)
-
-
-def _segment_record(
-    clip: OpenedClip,
-    unit_id: str,
-    content_hash: str,
-    info: dict[str, Any],
-    results: dict[str, dict[str, Any]],
-) -> ClipRecord:
-    record = _clip_record(clip, results)
-    record.clip_id, record.content_hash, record.segment = unit_id, content_hash, info
-    return record
+    def _record(
+        self, clip: OpenedClip, span: Span | None, results: dict[str, dict[str, Any]]
+    ) -> ClipRecord:
+        """The manifest line of a unit: a whole clip, or a segment with its span."""
+        record = ClipRecord(
+            clip_id=clip.clip_id,
+            content_hash=clip.content_hash,
+            source=clip.source,
+            status=DONE if all(r["status"] == DONE for r in results.values()) else FAILED,
+            error=_summary_line(results),
+            results=results,
+        )
+        if span is not None and not span.whole:
+            record.clip_id, record.content_hash = span.id, span.key(clip.content_hash)
+            record.segment = {
+                **span.to_dict(),
+                "recording_hash": clip.content_hash,
+                "segmentation": self.plan.spec,
+            }
+        return record
 
 
-def _clip_record(clip: OpenedClip, results: dict[str, dict[str, Any]]) -> ClipRecord:
-    return ClipRecord(
-        clip_id=clip.clip_id,
-        content_hash=clip.content_hash,
-        source=clip.source,
-        status=DONE if all(r["status"] == DONE for r in results.values()) else FAILED,
-        error=_summary_line(results),
-        results=results,
-    )
+def _unit_id(clip: OpenedClip, span: Span | None) -> str:
+    return clip.clip_id if span is None else span.id
 
 
 def _summary_line(results: dict[str, dict[str, Any]]) -> str | None:

@@ -39,12 +39,14 @@ from carat.modeldir import load_model
 from featurizers import legacy
 from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
 from featurizers.cache import cache_dir
-from featurizers.segments import Segment, SegmentationSpec, plan_segments
+from featurizers.segments import SegmentationSpec
+from featurizers.span import Span
+from pipeline import featurize
 from pipeline.align import AlignSettings
 from pipeline.errors import PipelineError
 from pipeline.presence import model_inputs
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
-from pipeline.store import FeatureStore, segment_hash
+from pipeline.store import FeatureStore
 from pipeline.timeline import CSV_COLUMNS as TIMELINE_CSV_COLUMNS
 from pipeline.timeline import (
     LabelScore,
@@ -318,29 +320,24 @@ class Predictor:
         given = None if transcript is None else Path(transcript)
         try:
             media = MediaClip(clip.path)
-            segments = self._plan(media, clip, given)
+            spans = featurize.plan(self.store, clip, self.segmentation, media, given).spans
         except MediaError as exc:
-            return ClipPrediction(clip.clip_id, clip.source, error=_one_line(exc, clip))
-        whole = len(segments) == 1 and segments[0].source == "whole"
+            return ClipPrediction(
+                clip.clip_id, clip.source, error=featurize.readable(str(exc), clip)
+            )
         results: list[SegmentResult] = []
         all_cached = True
-        for first in range(0, len(segments), SEGMENT_BATCH):
-            ready: list[tuple[int, Segment, dict[str, FeatureSequence]]] = []
-            for index, segment in enumerate(segments[first : first + SEGMENT_BATCH], first):
-                view = media if whole else media.segment(segment.start, segment.end, segment.text)
-                key = (
-                    clip.content_hash
-                    if whole
-                    else segment_hash(clip.content_hash, segment.start, segment.end)
-                )
-                try:
-                    sequences, cached = self._features(view, key, clip, featurizers)
-                except MediaError as exc:
-                    results.append(_unpredictable(index, segment, _one_line(exc, clip)))
+        for first in range(0, len(spans), SEGMENT_BATCH):
+            ready: list[tuple[int, Span, dict[str, FeatureSequence]]] = []
+            for index, span in enumerate(spans[first : first + SEGMENT_BATCH], first):
+                found = featurize.features(media, span, clip, featurizers, self.store)
+                error = next((f.error for f in found.values() if f.error is not None), None)
+                if error is not None:
+                    results.append(_unpredictable(index, span, error))
                     all_cached = False
                     continue
-                all_cached = all_cached and cached
-                ready.append((index, segment, sequences))
+                all_cached = all_cached and all(f.cached for f in found.values())
+                ready.append((index, span, {m: f.sequence for m, f in found.items()}))
             results.extend(self._score(ready))
         source = words_source(clip.path, given)
         timeline = Timeline(
@@ -349,63 +346,20 @@ class Predictor:
             duration=media.info.duration,
             label_names=self.label_names,
             threshold=self.info.threshold,
-            segmentation=_segmentation_name(self.segmentation, segments),
+            segmentation=_segmentation_name(self.segmentation, spans),
             segments=sorted(results, key=lambda r: r.index),
         )
         return ClipPrediction(
             clip_id=clip.clip_id,
             source=clip.source,
             timeline=timeline,
-            transcript=None if source is None else _shown_source(source, clip),
+            transcript=None if source is None else featurize.readable(str(source), clip),
             cached=all_cached,
         )
 
-    def _plan(self, media: Any, clip: OpenedClip, given: Path | None) -> list[Segment]:
-        """The recording's segments, from the store's plan cache when it was planned before
-        (the same plans `carat-cli extract` keeps; a plan from speech recognition is costly).
-        Times are kept to the millisecond, as in the cache keys."""
-        spec = self.segmentation.to_dict()
-        cached = None if given is not None else self.store.read_plan(clip.content_hash, spec)
-        if cached is not None:
-            return [
-                Segment(start, end, source, text) for start, end, source, text in cached["segments"]
-            ]
-        planned = [
-            Segment(round(s.start, 3), round(s.end, 3), s.source, s.text)
-            for s in plan_segments(media, self.segmentation, given)
-        ]
-        if given is None:  # an explicit --transcript is not part of the clip's hash
-            rows = [[s.start, s.end, s.source, s.text] for s in planned]
-            self.store.write_plan(
-                clip.content_hash, spec, {"duration": media.info.duration, "segments": rows}
-            )
-        return planned
-
-    def _features(
-        self,
-        media: Any,  # MediaClip or SegmentClip
-        key: str,
-        clip: OpenedClip,
-        featurizers: dict[str, Featurizer],
-    ) -> tuple[dict[str, FeatureSequence], bool]:
-        """Each modality's features from the cache under ``key``, else extracted and stored."""
-        sequences: dict[str, FeatureSequence] = {}
-        cached = True
-        for modality, featurizer in featurizers.items():
-            entry = self.store.find(key, featurizer.spec)
-            sequence = None if entry is None else self.store.read(entry)
-            if sequence is None:
-                sequence = featurizer.extract(media)
-                meta = {"clip_id": clip.clip_id, "source": clip.source}
-                self.store.write(key, sequence, meta)
-                log.info("%s: %s features extracted", media, modality)
-                cached = False
-            sequences[modality] = sequence
-        return sequences, cached
-
     @torch.no_grad()
     def _score(
-        self, ready: Sequence[tuple[int, Segment, dict[str, FeatureSequence]]]
+        self, ready: Sequence[tuple[int, Span, dict[str, FeatureSequence]]]
     ) -> list[SegmentResult]:
         """One batch through the model with each segment's real modalities, plus attribution."""
         if not ready:
@@ -422,14 +376,14 @@ class Predictor:
         driven = attribution.driven_by().cpu().numpy()
         winners = attribution.maxpool_winner.cpu().numpy()
         results = []
-        for row, (index, segment, sequences) in enumerate(ready):
+        for row, (index, span, sequences) in enumerate(ready):
             words = [w for w in (sequences["text"].words or []) if w]
             have = [m for m in MODALITIES if m not in missing[row]]
             if not have:
                 why = ", ".join(missing[row][m] for m in MODALITIES)
                 results.append(
                     _unpredictable(
-                        index, segment, f"no modality to predict from ({why})", missing[row]
+                        index, span, f"no modality to predict from ({why})", missing[row]
                     )
                 )
                 continue
@@ -446,38 +400,22 @@ class Predictor:
                 )
                 for c, name in enumerate(self.info.label_names)
             ]
-            results.append(
-                SegmentResult(index, segment.start, segment.end, words, labels, have, missing[row])
-            )
+            results.append(SegmentResult.of(index, span, words, labels, have, missing[row]))
         return results
 
 
 def _unpredictable(
-    index: int, segment: Segment, reason: str, missing: dict[str, str] | None = None
+    index: int, span: Span, reason: str, missing: dict[str, str] | None = None
 ) -> SegmentResult:
-    return SegmentResult(
-        index, segment.start, segment.end, [], [], [], dict(missing or {}), error=reason
-    )
+    return SegmentResult.of(index, span, [], [], [], dict(missing or {}), error=reason)
 
 
-def _one_line(exc: Exception, clip: OpenedClip) -> str:
-    """A featurizer's message with the clip as the user named it (not its spooled copy)."""
-    return str(exc).replace(str(clip.path), clip.source).splitlines()[0]
-
-
-def _segmentation_name(spec: SegmentationSpec, segments: Sequence[Segment]) -> str:
-    """What cut the recording: the source of its segments (``fixed:10`` with its window)."""
-    sources = sorted({s.source for s in segments})
+def _segmentation_name(spec: SegmentationSpec, spans: Sequence[Span]) -> str:
+    """What cut the recording: the source of its spans (``fixed:10`` with its window)."""
+    sources = sorted({s.source for s in spans})
     if sources == ["fixed"] and spec.window:
         return f"fixed:{spec.window:g}"
     return "+".join(sources) or "none"
-
-
-def _shown_source(source: Path, clip: OpenedClip) -> str:
-    """A sidecar's name as the user knows it (not its spooled temporary copy)."""
-    if clip.path != Path(clip.source) and source.parent == clip.path.parent:
-        return f"{clip.source} ({source.suffix} sidecar)"
-    return str(source)
 
 
 def predict_clips(

@@ -15,11 +15,12 @@ with its digest): a SIGKILL leaves either a whole entry or none that is trusted.
 its own manifest file, so stores from several machines merge by copying folders together; when a
 clip appears in several lines the last one (by time) wins, and a torn last line is ignored.
 
-A segment of a recording is stored like a clip: its id is ``<clip_id>@<start>-<end>`` and its
-entries are keyed by :func:`segment_hash` of the recording's content hash and the segment's
-times; its manifest line carries ``segment`` (the recording, the times, where the cut came
-from). A recording's plan (its list of segments) is cached once per segmentation spec, so a
-re-run does not plan again.
+A segment of a recording is stored like a clip under its :class:`~featurizers.span.Span`'s id
+(``<clip_id>@<start>-<end>``) and cache key (from the recording's content hash and the times);
+its manifest line carries ``segment`` (the span's fields, the recording's hash and the
+segmentation). A recording's :class:`Plan` (its spans) is cached once per segmentation spec, so
+a re-run does not plan again; plan files of older carat versions (rows of ``[start, end,
+source, text]``) still read.
 
 A store written before the audio modality was renamed (``featurizers.legacy``) is read as it
 is: its specs and manifest results under today's names, its entries found by :meth:`find`.
@@ -45,6 +46,7 @@ import numpy as np
 
 from featurizers import legacy
 from featurizers.base import FeatureSequence, FeaturizerSpec
+from featurizers.span import Span
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -53,20 +55,18 @@ DONE = "done"
 FAILED = "failed"
 
 
-def segment_id(clip_id: str, start: float, end: float) -> str:
-    """A segment's id: ``<clip_id>@<start>-<end>``, seconds with 3 decimals (stable)."""
-    return f"{clip_id}@{start:.3f}-{end:.3f}"
-
-
-def segment_hash(content_hash: str, start: float, end: float) -> str:
-    """The cache key of a segment: the recording's content hash and the segment's times."""
-    return hashlib.sha256(f"{content_hash}@{start:.3f}-{end:.3f}".encode()).hexdigest()
-
-
 def spec_hash(spec: dict[str, Any]) -> str:
     """A short stable hash of a JSON-able spec (e.g. a segmentation spec)."""
     payload = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A recording cut under one segmentation: its length in seconds and its spans in order."""
+
+    duration: float
+    spans: tuple[Span, ...]
 
 
 @dataclass
@@ -231,27 +231,32 @@ class FeatureStore:
         name = f"{content_hash}.{spec_hash(segmentation)}.json"
         return self.root / "plans" / content_hash[:2] / name
 
-    def read_plan(self, content_hash: str, segmentation: dict[str, Any]) -> dict[str, Any] | None:
-        """A recording's cached plan (``{"segments": [...], "duration", ...}``), or None."""
+    def read_plan(self, content_hash: str, segmentation: dict[str, Any]) -> Plan | None:
+        """A recording's cached plan (its spans carry no recording id), or None."""
         path = self._plan_path(content_hash, segmentation)
         try:
-            plan = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("segmentation") != segmentation:
+                return None
+            spans = tuple(Span.from_dict(row) for row in data["segments"])
+            return Plan(float(data["duration"]), spans)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning(
                 "%s: unreadable plan ignored (%s); the recording is planned again", path, exc
             )
             return None
-        if plan.get("segmentation") != segmentation or not isinstance(plan.get("segments"), list):
-            return None
-        return plan
 
-    def write_plan(
-        self, content_hash: str, segmentation: dict[str, Any], plan: dict[str, Any]
-    ) -> None:
+    def write_plan(self, content_hash: str, segmentation: dict[str, Any], plan: Plan) -> None:
         """Cache a recording's plan atomically (keyed by content hash + segmentation spec)."""
-        data = {**plan, "content_hash": content_hash, "segmentation": segmentation}
+        spans = [{k: v for k, v in s.to_dict().items() if k != "recording"} for s in plan.spans]
+        data = {
+            "duration": plan.duration,
+            "segments": spans,
+            "content_hash": content_hash,
+            "segmentation": segmentation,
+        }
         atomic_write_bytes(
             self._plan_path(content_hash, segmentation), json.dumps(data, indent=1).encode()
         )

@@ -24,6 +24,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
+from featurizers.span import Span
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,21 @@ class SegmentResult:
     present: list[str]
     missing: dict[str, str]
     error: str | None = None
+    span: Span | None = None  # the span it was predicted on (its recording, source, text)
+
+    @classmethod
+    def of(
+        cls,
+        index: int,
+        span: Span,
+        words: list[str],
+        labels: list[LabelScore],
+        present: list[str],
+        missing: dict[str, str],
+        error: str | None = None,
+    ) -> SegmentResult:
+        """The result for ``span``: its times are the span's."""
+        return cls(index, span.start, span.end, words, labels, present, missing, error, span)
 
     @property
     def predicted(self) -> list[LabelScore]:

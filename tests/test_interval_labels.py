@@ -14,11 +14,12 @@ from long_recording import make_long_recording, srt_time
 
 from carat.data import load_dataset
 from cli import main
+from featurizers.span import Span
 from pipeline.build import build_dataset, match_videos, read_labels
 from pipeline.errors import PipelineError
-from pipeline.extract import Interval, run_extract
+from pipeline.extract import run_extract
 from pipeline.intervals import is_interval_labels, read_interval_labels
-from pipeline.store import DONE, FeatureStore, segment_id
+from pipeline.store import DONE, FeatureStore
 
 SAMPLES = Path(__file__).parents[1] / "pipeline" / "sample_data" / "clips"
 
@@ -154,6 +155,10 @@ def recording(tmp_path_factory):
     return path, planted
 
 
+def _segment_id(start: float, end: float) -> str:
+    return Span(start, end, "labels", recording="talk.mp4").id
+
+
 def _spans(planted, pad: float = 0.3) -> list[tuple[float, float]]:
     return [(round(max(p.start - pad, 0), 3), round(p.end + pad, 3)) for p in planted]
 
@@ -161,13 +166,13 @@ def _spans(planted, pad: float = 0.3) -> list[tuple[float, float]]:
 def test_interval_extraction_caches_one_entry_per_segment(recording, tmp_path):
     path, planted = recording
     spans = _spans(planted)
-    intervals = {"talk.mp4": [Interval(s, e, f"row {n}") for n, (s, e) in enumerate(spans)]}
+    intervals = {"talk.mp4": [Span(s, e, "labels") for s, e in spans]}
     out = tmp_path / "features"
     first = run_extract([path.parent], out, modalities="audio", workers=2, intervals=intervals)
     assert first.segmented and first.recordings == 1
     assert first.total == first.extracted == len(spans) and not first.failed
     store = FeatureStore(out)
-    ids = [segment_id("talk.mp4", s, e) for s, e in spans]
+    ids = [Span(s, e, "labels", recording="talk.mp4").id for s, e in spans]
     assert store.clip_ids() == sorted(ids)
     for (start, end), unit in zip(spans, ids, strict=True):
         record = store.manifest()[unit]
@@ -266,12 +271,12 @@ def test_dataset_from_intervals_equals_the_same_ranges_cut_as_clips(recording, t
     )
     for n, span in enumerate(spans):
         mine, theirs = (
-            segments.load(segment_id("talk.mp4", *span), "visual"),
+            segments.load(_segment_id(*span), "visual"),
             cut_store.load(f"seg{n}.mov", "visual"),
         )
         np.testing.assert_allclose(mine.features, theirs.features, atol=1e-5)
         np.testing.assert_allclose(mine.intervals, theirs.intervals, atol=1.5e-3)
-    assert a.splits["train"].ids[0] == segment_id("talk.mp4", *spans[0])
+    assert a.splits["train"].ids[0] == _segment_id(*spans[0])
 
 
 def test_bad_intervals_are_named_and_the_rest_builds(recording, tmp_path, caplog):

@@ -19,9 +19,10 @@ from long_recording import make_long_recording
 
 from cli import main
 from featurizers.base import FeatureSequence, FeaturizerSpec
+from featurizers.span import Span
 from pipeline.extract import SEGMENT_BATCH_SECONDS, run_extract
 from pipeline.sources import Shard
-from pipeline.store import DONE, FeatureStore, segment_id
+from pipeline.store import DONE, FeatureStore
 
 SAMPLES = Path(__file__).parents[1] / "pipeline" / "sample_data" / "clips"
 
@@ -60,7 +61,7 @@ def test_fixed_windows_one_entry_per_segment_plan_cached_rerun_from_cache(videos
             a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False)
         )
         for start, end in spans:
-            unit = segment_id(recording, start, end)
+            unit = Span(start, end, "fixed", recording=recording).id
             assert unit in manifest and manifest[unit].segment["source"] == "fixed"
             assert manifest[unit].segment["segmentation"]["how"] == "fixed"
             rows = len(store.load(unit, "audio").features)

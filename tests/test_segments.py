@@ -30,12 +30,8 @@ from featurizers import segments as segments_module
 from featurizers.audio import AudioFeaturizer
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
-from featurizers.segments import (
-    Segment,
-    SegmentationSpec,
-    SegmentOptionError,
-    plan_segments,
-)
+from featurizers.segments import SegmentationSpec, SegmentOptionError, plan_segments
+from featurizers.span import Span
 from featurizers.transcripts import tokenize
 from featurizers.visual import VisualFeaturizer
 from featurizers.words import get_words
@@ -66,14 +62,14 @@ def bare(recording, tmp_path_factory) -> Path:
     return path
 
 
-def boundary_errors(found: list[Segment], planted: list[Planted]) -> list[float]:
+def boundary_errors(found: list[Span], planted: list[Planted]) -> list[float]:
     assert len(found) == len(planted), (found, planted)
     return [
         max(abs(s.start - p.start), abs(s.end - p.end)) for s, p in zip(found, planted, strict=True)
     ]
 
 
-def assert_well_formed(segments: list[Segment], duration: float) -> None:
+def assert_well_formed(segments: list[Span], duration: float) -> None:
     assert all(type(s.start) is float and type(s.end) is float for s in segments)
     assert segments[0].start >= 0 and segments[-1].end <= duration + 1e-6
     assert all(s.start < s.end for s in segments)
@@ -141,7 +137,7 @@ def test_timed_words_are_cut_into_utterances_at_pauses(recording, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def recognised(bare) -> list[Segment]:
+def recognised(bare) -> list[Span]:
     return plan_segments(MediaClip(bare), LOOSE)  # no transcript: auto recognises speech
 
 
@@ -204,15 +200,15 @@ def test_fixed_windows_cover_the_recording(recording):
 
 def test_none_and_short_clips_are_one_whole_segment(recording, tmp_path):
     clip = MediaClip(recording[0])
-    whole = Segment(0.0, clip.info.duration, "whole")
+    whole = Span(0.0, clip.info.duration, "whole")
     assert plan_segments(clip, SegmentationSpec.parse("none")) == [whole]
     one = MediaClip(SAMPLE_CLIPS[0])  # one utterance, shorter than min_len: today's behaviour
-    assert plan_segments(one, SegmentationSpec()) == [Segment(0.0, one.info.duration, "whole")]
+    assert plan_segments(one, SegmentationSpec()) == [Span(0.0, one.info.duration, "whole")]
     # a single utterance found in a longer clip is the whole clip too
     single = tmp_path / "single.srt"
     single.write_text("1\n00:00:02,000 --> 00:00:05,000\nhello there\n")
     assert plan_segments(clip, SegmentationSpec(), transcript=single) == [
-        Segment(0.0, clip.info.duration, "whole", "hello there")
+        Span(0.0, clip.info.duration, "whole", "hello there")
     ]
 
 
@@ -222,7 +218,7 @@ def test_auto_keeps_a_clip_of_one_utterance_length_whole(tmp_path):
     clip = MediaClip(path)
     assert clip.info.duration <= SegmentationSpec().max_len and len(planted) == 3
     # a pre-cut clip no longer than max_len stays one clip under auto (nothing recognised)
-    assert plan_segments(clip, SegmentationSpec()) == [Segment(0.0, clip.info.duration, "whole")]
+    assert plan_segments(clip, SegmentationSpec()) == [Span(0.0, clip.info.duration, "whole")]
     # an explicit source still cuts it
     cut = plan_segments(clip, SegmentationSpec.parse("transcript", min_len=1.0))
     assert [s.source for s in cut] == ["transcript"] * 3
@@ -386,12 +382,18 @@ def test_segment_audio_and_frames_are_the_range_in_segment_time(recording):
     assert len(whole_frames) > len(thinned)
 
 
-def test_segment_hash_is_per_range_and_hashes_the_parent_once(recording):
-    clip = MediaClip(recording[0])
-    a, b = clip.segment(1.0, 4.0), clip.segment(1.0, 4.5)
-    assert a.content_hash() != b.content_hash() != clip.content_hash()
-    assert MediaClip(recording[0]).segment(1.0, 4.0).content_hash() == a.content_hash()
-    assert clip._hash == clip.content_hash()  # hashed on the parent, cached there
+def test_a_span_has_one_id_and_one_cache_key_to_the_millisecond():
+    recording = "ab" * 32
+    a = Span(1.0, 4.0, "fixed", recording="talks/a.mp4")
+    assert a.id == "talks/a.mp4@1.000-4.000"
+    assert a.key(recording) != Span(1.0, 4.5, "fixed").key(recording) != recording
+    assert Span(1.0004, 3.9996, "asr").key(recording) == a.key(recording)  # rounded once
+    assert Span(1.0, 4.0, "fixed", "hi").key(recording) == a.key(recording)  # times only
+    whole = Span(0.0, 12.3456, recording="b.mp4")
+    assert (whole.end, whole.id, whole.key(recording)) == (12.346, "b.mp4", recording)
+    assert Span.from_dict(a.to_dict()) == a
+    assert Span.from_dict([1.0, 4.0, "fixed", None]) == Span(1.0, 4.0, "fixed")  # old plan rows
+    assert Span.from_dict({**a.to_dict(), "speaker": "S1"}) == a  # a newer field is ignored
 
 
 def test_segment_outside_the_recording_is_refused(recording):

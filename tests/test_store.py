@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 
 from featurizers.base import FeatureSequence, FeaturizerSpec
+from featurizers.span import Span
 from pipeline.errors import PipelineError
-from pipeline.store import DONE, ClipRecord, FeatureStore, segment_hash, segment_id
+from pipeline.store import DONE, ClipRecord, FeatureStore, Plan
 
 SPEC = FeaturizerSpec("toy", "1", "audio", ("energy", "pitch"), 100.0, {"hop": 0.01})
 WORDS_SPEC = FeaturizerSpec("toywords", "1", "text", ("v0", "v1", "v2"), None)
@@ -228,10 +230,11 @@ def test_we_import_what_the_cmu_sdk_writes(tmp_path):
 
 def test_segment_records_and_plans_round_trip_and_old_lines_still_load(tmp_path):
     store = FeatureStore(tmp_path)
-    unit = segment_id("talks/a.mp4", 1.5, 12.25)
+    span = Span(1.5, 12.25, "fixed", recording="talks/a.mp4")
+    unit = span.id
     assert unit == "talks/a.mp4@1.500-12.250"
-    key = segment_hash("ab" * 32, 1.5, 12.25)
-    assert key != segment_hash("ab" * 32, 1.5, 12.251) and len(key) == 64
+    key = span.key("ab" * 32)
+    assert key != Span(1.5, 12.251, "fixed").key("ab" * 32) and len(key) == 64
     record = _record(store, unit, key, audio=_sequence(10))
     record.segment = {"recording": "talks/a.mp4", "start": 1.5, "end": 12.25, "source": "fixed"}
     with store.open_manifest() as manifest:
@@ -244,7 +247,12 @@ def test_segment_records_and_plans_round_trip_and_old_lines_still_load(tmp_path)
     assert len(store.load(unit, "audio").features) == 10
     spec = {"how": "fixed", "window": 10.0}
     assert store.read_plan("ef" * 32, spec) is None
-    store.write_plan("ef" * 32, spec, {"duration": 30.0, "segments": [[0.0, 10.0, "fixed", None]]})
-    plan = store.read_plan("ef" * 32, spec)
-    assert plan["segments"] == [[0.0, 10.0, "fixed", None]] and plan["duration"] == 30.0
+    plan = Plan(30.0, (Span(0.0, 10.0, "fixed"), Span(10.0, 30.0, "fixed", "hello")))
+    store.write_plan("ef" * 32, spec, plan)
+    assert store.read_plan("ef" * 32, spec) == plan
     assert store.read_plan("ef" * 32, {"how": "fixed", "window": 5.0}) is None
+    # a plan file of an older carat: rows of [start, end, source, text]
+    old = {"duration": 30.0, "segments": [[0.0, 10.0, "fixed", None]], "segmentation": spec}
+    path = next((tmp_path / "plans").rglob("*.json"))
+    path.write_text(json.dumps(old))
+    assert store.read_plan("ef" * 32, spec) == Plan(30.0, (Span(0.0, 10.0, "fixed"),))
