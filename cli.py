@@ -236,29 +236,22 @@ def align(
 
     With interval labels of full videos, their segments are first extracted from --videos into
     FEATURES_DIR (cached per segment, resumable)."""
-    from pipeline.build import build_dataset, parse_max_len
+    from pipeline.build import BuildOptions, build_dataset, parse_max_len
+    from pipeline.extract import ExtractOptions
 
     names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
-    summary = build_dataset(
-        features_dir,
-        labels,
-        out,
+    options = BuildOptions(
         mode=mode,
         max_len=parse_max_len(max_len),
         weighted=weighted,
         cap=cap,
         split_rule=split_rule,
-        strict=strict,
-        videos=list(videos) or None,
         folds=folds,
         label_names=names,
-        extract_options={
-            "preset": preset,
-            "workers": workers,
-            "engine": engine,
-            "address": address,
-        },
+        strict=strict,
     )
+    extract = ExtractOptions(preset=preset, workers=workers, engine=engine, address=address)
+    summary = build_dataset(features_dir, labels, out, options, list(videos) or None, extract)
     if summary.extract is not None:
         done = summary.extract
         click.echo(

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.build import BuildSummary, build_dataset
+from pipeline.build import BuildOptions, BuildSummary, build_dataset
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractSummary, run_extract
-from pipeline.intervals import read_interval_labels
+from pipeline.labels import read_interval_labels
 from pipeline.predict import ClipPrediction, predict_clips
 from pipeline.timeline_files import write_timeline_files
 
@@ -121,7 +121,7 @@ def run_demo(
     say(f"2/5 aligning features to words with the labels of {labels}")
     started = time.perf_counter()
     dataset_dir = out / "dataset"
-    built = build_dataset(features, labels, dataset_dir, mode="aligned", max_len=DEMO_MAX_LEN)
+    built = build_dataset(features, labels, dataset_dir, BuildOptions(max_len=DEMO_MAX_LEN))
     seconds["align"] = time.perf_counter() - started
 
     say(f"3/5 training the '{DEMO_PRESET}' preset on {built.split_sizes['train']} clips")

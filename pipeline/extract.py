@@ -242,7 +242,7 @@ def run_extract(
     segments: str | Mapping[str, Any] | Any | None = None,
     min_segment: float | None = None,
     max_segment: float | None = None,
-    intervals: Mapping[str, Sequence[Span]] | None = None,
+    spans: Sequence[Span] | None = None,
 ) -> ExtractSummary:
     """Extract features of every clip in ``inputs`` into the store at ``out``.
 
@@ -250,8 +250,8 @@ def run_extract(
     an :class:`Engine` that is not started yet. ``progress(done, total)`` is called at the start
     and after each clip or segment (the total grows as recordings are planned).
     ``segments`` cuts each recording into segments (see :func:`parse_segmentation`; None or
-    ``"none"``: whole clips). ``intervals`` (clip id -> intervals, from interval labels) gives
-    the segments instead, and restricts the run to those clips.
+    ``"none"``: whole clips). ``spans`` (of interval labels; each names its recording's clip
+    id) gives the segments instead, and restricts the run to those recordings.
     """
     from featurizers.presets import parse_modalities
 
@@ -260,6 +260,11 @@ def run_extract(
         wanted = parse_modalities(modalities)
     except ValueError as exc:
         raise PipelineError(f"--modalities: {exc}") from None
+    intervals: dict[str, list[Span]] | None = None
+    if spans is not None:
+        intervals = {}
+        for span in spans:
+            intervals.setdefault(span.recording, []).append(span)
     segmentation = (
         None if intervals is not None else parse_segmentation(segments, min_segment, max_segment)
     )
@@ -309,11 +314,42 @@ def run_extract(
 
 
 @dataclass(frozen=True)
+class ExtractOptions:
+    """Which featurizers, and where they run: what :func:`extract_spans` passes on to
+    :func:`run_extract` (``factory`` replaces the preset)."""
+
+    preset: str = "default"
+    workers: int | None = None
+    engine: str | Engine = "local"
+    address: str | None = None
+    factory: FeaturizerFactory | None = None
+    progress: Callable[[int, int], None] | None = None
+
+
+def extract_spans(
+    inputs: Sequence[str | Path], out: str | Path, spans: Sequence[Span], options: ExtractOptions
+) -> ExtractSummary:
+    """Extract every modality of ``spans`` (of the recordings in ``inputs``) into the store at
+    ``out``: the labelled spans of interval labels."""
+    return run_extract(
+        inputs,
+        out,
+        preset=options.preset,
+        workers=options.workers,
+        engine=options.engine,
+        address=options.address,
+        factory=options.factory,
+        progress=options.progress,
+        spans=spans,
+    )
+
+
+@dataclass(frozen=True)
 class _Plan:
     """How this run cuts recordings: not at all, by a segmentation spec, or by given intervals."""
 
     segmentation: dict[str, Any] | None
-    intervals: Mapping[str, Sequence[Span]] | None
+    intervals: Mapping[str, Sequence[Span]] | None  # clip id -> its labelled spans
 
     @property
     def spec(self) -> dict[str, Any] | None:

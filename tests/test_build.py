@@ -10,8 +10,9 @@ import pytest
 from carat.data import load_dataset
 from featurizers.base import FeatureSequence, FeaturizerSpec
 from pipeline.align import pool_to_words
-from pipeline.build import assign_splits, build_dataset, parse_max_len, read_labels
+from pipeline.build import BuildOptions, build_dataset, parse_max_len
 from pipeline.errors import PipelineError
+from pipeline.labels import assign_splits, read_labels
 from pipeline.store import DONE, ClipRecord, FeatureStore
 
 TEXT = FeaturizerSpec("test-words", "1", "text", ("w0", "w1", "w2", "w3"), None)
@@ -75,7 +76,7 @@ def test_aligned_build_reads_back_with_shapes_masks_labels_and_spec(tmp_path):
         tmp_path / "features",
         labels,
         tmp_path / "dataset",
-        max_len={"text": 8, "visual": 8, "audio": 8},
+        BuildOptions(max_len={"text": 8, "visual": 8, "audio": 8}),
     )
     assert summary.joined == 6 and summary.split_sizes == {"train": 3, "valid": 1, "test": 2}
     assert not summary.labels_without_features and not summary.features_without_labels
@@ -111,9 +112,9 @@ def test_unaligned_build_caps_each_modality(tmp_path):
         tmp_path / "features",
         labels,
         tmp_path / "dataset",
-        mode="unaligned",
-        max_len={"visual": 10, "audio": 50},
-        split_rule="random:1,0,0:3",
+        BuildOptions(
+            mode="unaligned", max_len={"visual": 10, "audio": 50}, split_rule="random:1,0,0:3"
+        ),
     )
     data = load_dataset(str(summary.out))
     train = data.splits["train"]
@@ -134,7 +135,7 @@ def test_unknown_and_unlabelled_clips_are_named(tmp_path, caplog):
     assert summary.features_without_labels == ["b.mp4", "c.mp4"]
     assert "zz" in caplog.text and "b.mp4, c.mp4" in caplog.text
     with pytest.raises(PipelineError, match="zz"):
-        build_dataset(tmp_path / "features", labels, tmp_path / "out2", strict=True)
+        build_dataset(tmp_path / "features", labels, tmp_path / "out2", BuildOptions(strict=True))
 
 
 def test_nothing_joins_is_an_error_naming_store_ids(tmp_path):
@@ -149,7 +150,7 @@ def test_clip_missing_a_modality_is_left_out_and_reported(tmp_path):
     make_store(tmp_path / "features", ["a.mp4", "b.mp4"], skip=("b.mp4", "visual"))
     labels = write_csv(tmp_path / "labels.csv", "clip_id,joy\na.mp4,1\nb.mp4,0\n")
     summary = build_dataset(
-        tmp_path / "features", labels, tmp_path / "out", split_rule="random:1,0,0"
+        tmp_path / "features", labels, tmp_path / "out", BuildOptions(split_rule="random:1,0,0")
     )
     assert summary.joined == 1 and summary.incomplete == {"b.mp4": ["visual"]}
 

@@ -15,10 +15,10 @@ from long_recording import make_long_recording, srt_time
 from carat.data import load_dataset
 from cli import main
 from featurizers.span import Span
-from pipeline.build import build_dataset, match_videos, read_labels
+from pipeline.build import BuildOptions, build_dataset
 from pipeline.errors import PipelineError
-from pipeline.extract import run_extract
-from pipeline.intervals import is_interval_labels, read_interval_labels
+from pipeline.extract import ExtractOptions, run_extract
+from pipeline.labels import is_interval_labels, match_ids, read_interval_labels, read_labels
 from pipeline.store import DONE, FeatureStore
 
 SAMPLES = Path(__file__).parents[1] / "pipeline" / "sample_data" / "clips"
@@ -132,9 +132,9 @@ def test_labels_csd_in_the_sdk_layout(tmp_path):
     )
 
 
-def test_video_ids_match_recordings_by_id_path_or_file_name():
+def test_ids_match_clips_by_id_path_or_file_name():
     clips = ["a.mp4", "sub/b.mp4", "c/d.mkv", "x/e.mp4", "y/e.mp4"]
-    assert match_videos(["a", "a.mp4", "sub/b", "b", "d", "e", "zz"], clips) == {
+    assert match_ids(["a", "a.mp4", "sub/b", "b", "d", "e", "zz"], clips) == {
         "a": "a.mp4",
         "a.mp4": "a.mp4",
         "sub/b": "sub/b.mp4",
@@ -166,9 +166,9 @@ def _spans(planted, pad: float = 0.3) -> list[tuple[float, float]]:
 def test_interval_extraction_caches_one_entry_per_segment(recording, tmp_path):
     path, planted = recording
     spans = _spans(planted)
-    intervals = {"talk.mp4": [Span(s, e, "labels") for s, e in spans]}
+    intervals = [Span(s, e, "labels", recording="talk.mp4") for s, e in spans]
     out = tmp_path / "features"
-    first = run_extract([path.parent], out, modalities="audio", workers=2, intervals=intervals)
+    first = run_extract([path.parent], out, modalities="audio", workers=2, spans=intervals)
     assert first.segmented and first.recordings == 1
     assert first.total == first.extracted == len(spans) and not first.failed
     store = FeatureStore(out)
@@ -182,7 +182,7 @@ def test_interval_extraction_caches_one_entry_per_segment(recording, tmp_path):
         assert abs(len(sequence.features) - (end - start) * 100) <= 2  # 100 Hz over the segment
         assert sequence.intervals[0, 0] < 0.02  # times from the segment's start
     assert len(list((out / "entries").rglob("*.npz"))) == len(spans)
-    again = run_extract([path.parent], out, modalities="audio", workers=1, intervals=intervals)
+    again = run_extract([path.parent], out, modalities="audio", workers=1, spans=intervals)
     assert again.cached == len(spans) and again.extracted == 0
 
 
@@ -243,7 +243,7 @@ def test_dataset_from_intervals_equals_the_same_ranges_cut_as_clips(recording, t
         labels,
         tmp_path / "from-intervals",
         videos=[path.parent],
-        extract_options={"preset": "fast", "workers": 2},
+        extract=ExtractOptions(preset="fast", workers=2),
     )
     assert summary.joined == len(spans) and not summary.problems
     run_extract([cuts], tmp_path / "cut-features", preset="fast", workers=2)
@@ -342,9 +342,9 @@ def test_labels_csd_with_folds_builds_from_the_recording(recording, tmp_path):
         tmp_path / "features",
         csd,
         tmp_path / "dataset",
+        BuildOptions(folds=folds),
         videos=[path.parent],
-        folds=folds,
-        extract_options={"preset": "fast", "workers": 2},
+        extract=ExtractOptions(preset="fast", workers=2),
     )
     assert summary.joined == len(spans) and summary.split_sizes["train"] == len(spans)
     data = load_dataset(str(summary.out))
