@@ -24,7 +24,7 @@ from typing import Any
 from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
 from featurizers.media import MediaClip
 from featurizers.segments import SegmentationSpec, plan_segments
-from featurizers.span import LABELS, WHOLE, Span
+from featurizers.span import WHOLE, Span
 from pipeline.sources import OpenedClip
 from pipeline.store import DONE, FAILED, FeatureStore, Plan
 
@@ -95,12 +95,12 @@ def plan(
 def given_plan(
     clip: OpenedClip, intervals: Sequence[Span], media: MediaClip
 ) -> tuple[Plan, dict[str, str]]:
-    """Labelled intervals as the recording's plan, and those that do not fit in it (span id
-    -> one line saying why)."""
+    """The spans of interval labels as the recording's plan, and those that do not fit in it
+    (span id -> one line saying why)."""
     duration = float(media.info.duration)
     spans, problems = [], {}
     for interval in intervals:
-        span = Span(interval.start, interval.end, LABELS, interval.text, clip.clip_id)
+        span = interval.of(clip.clip_id)
         if duration > 0 and span.end > duration + INTERVAL_END_SLACK_S:
             problems[span.id] = (
                 f"interval {span.start:g}-{span.end:g} s ends after {clip.source} "
