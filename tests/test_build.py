@@ -138,6 +138,16 @@ def test_unknown_and_unlabelled_clips_are_named(tmp_path, caplog):
         build_dataset(tmp_path / "features", labels, tmp_path / "out2", BuildOptions(strict=True))
 
 
+def test_label_ids_join_by_id_path_or_file_name_when_unambiguous(tmp_path):
+    make_store(tmp_path / "features", ["day1/a.mp4", "b.mp4", "x/c.mp4", "y/c.mp4"])
+    labels = write_csv(tmp_path / "labels.csv", "clip_id,joy\na,1\nb,0\nc,1\n")
+    summary = build_dataset(
+        tmp_path / "features", labels, tmp_path / "out", BuildOptions(split_rule="random:1,0,0")
+    )
+    assert summary.joined == 2 and summary.labels_without_features == ["c"]  # c: two clips
+    assert load_dataset(str(summary.out)).splits["train"].ids == ["a", "b"]
+
+
 def test_nothing_joins_is_an_error_naming_store_ids(tmp_path):
     make_store(tmp_path / "features", ["a.mp4"])
     labels = write_csv(tmp_path / "labels.csv", "clip_id,joy\nx,1\ny,0\n")
