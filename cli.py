@@ -53,7 +53,12 @@ SEGMENTS_HELP = (
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model directory.")
 @click.option("--transcript", type=click.Path(), help="Transcript of the one clip given.")
-@click.option("--segments", default="auto", show_default=True, help=SEGMENTS_HELP)
+@click.option(
+    "--segments",
+    default=None,
+    help=f"{SEGMENTS_HELP} [default: the model's: as its training data was cut; auto for a "
+    "model trained on whole clips or labelled intervals]",
+)
 @click.option("--min-segment", type=float, help="Shortest segment in seconds (shorter: merged).")
 @click.option("--max-segment", type=float, help="Longest segment in seconds (longer: split).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -68,7 +73,7 @@ def predict(
     inputs: tuple[str, ...],
     model_dir: str,
     transcript: str | None,
-    segments: str,
+    segments: str | None,
     min_segment: float | None,
     max_segment: float | None,
     as_json: bool,

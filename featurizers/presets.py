@@ -1,4 +1,5 @@
-"""Named featurizer presets: which featurizer, with which parameters, for each modality.
+"""Named featurizer presets: which registered featurizer (``featurizers.registry``), with which
+parameters, for each modality.
 
 - ``default``: text = real GloVe 6B 50-d word vectors, words from a transcript sidecar or
   Whisper-base speech recognition; visual = face mesh + FER expressions at 15 frames/s (the
@@ -15,12 +16,11 @@ Featurizer modules are imported only when a preset is built, so importing this m
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from featurizers import legacy
+from featurizers import legacy, registry
 from featurizers.base import Featurizer
 
 MODALITY_NAMES: tuple[str, ...] = ("text", "visual", "audio")
@@ -28,29 +28,26 @@ MODALITY_NAMES: tuple[str, ...] = ("text", "visual", "audio")
 
 @dataclass(frozen=True)
 class Choice:
-    """One modality's featurizer in a preset: ``module.cls(**params)``."""
+    """One modality's featurizer in a preset: a registered name and its parameters."""
 
-    module: str
-    cls: str
+    featurizer: str  # a name in featurizers.registry
     params: dict[str, Any] = field(default_factory=dict)
 
 
-_TEXT = Choice(
-    "featurizers.text", "TextFeaturizer", {"vectors": "glove-6b-50d", "asr": "whisper-base"}
-)
-_VISUAL = Choice("featurizers.visual", "VisualFeaturizer", {"fps": 15.0})
-_AUDIO = Choice("featurizers.audio", "AudioFeaturizer", {})
+_TEXT = Choice("text", {"vectors": "glove-6b-50d", "asr": "whisper-base"})
+_VISUAL = Choice("visual-facemesh-fer", {"fps": 15.0})
+_AUDIO = Choice("audio-covarep-like", {})
 
 PRESETS: dict[str, dict[str, Choice]] = {
     "default": {"text": _TEXT, "visual": _VISUAL, "audio": _AUDIO},
     "contextual": {
-        "text": Choice(_TEXT.module, _TEXT.cls, {**_TEXT.params, "vectors": "minilm"}),
+        "text": Choice(_TEXT.featurizer, {**_TEXT.params, "vectors": "minilm"}),
         "visual": _VISUAL,
         "audio": _AUDIO,
     },
     "fast": {
         "text": _TEXT,
-        "visual": Choice(_VISUAL.module, _VISUAL.cls, {**_VISUAL.params, "fps": 10.0}),
+        "visual": Choice(_VISUAL.featurizer, {**_VISUAL.params, "fps": 10.0}),
         "audio": _AUDIO,
     },
 }
@@ -91,8 +88,7 @@ def build_featurizers(
     for modality in parse_modalities(modalities):
         choice = PRESETS[preset][modality]
         params = {**choice.params, **overrides.get(modality, {})}
-        cls = getattr(importlib.import_module(choice.module), choice.cls)
-        built[modality] = cls(**params)
+        built[modality] = registry.create(choice.featurizer, **params)
     return built
 
 

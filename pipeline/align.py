@@ -55,18 +55,6 @@ DEFAULT_MAX_LEN: dict[str, dict[str, int]] = {
 VALIDITY_DIM_NAMES = ("valid", "face_found", "face_present", "face_detected")
 
 
-# The feature spec of a dataset or model records, beside the featurizer specs and the alignment
-# settings, the segmentation its rows came from; one without it (older carat) is whole clips.
-SEGMENTATION_KEY = "segmentation"
-WHOLE_CLIPS: dict[str, Any] = {"how": "none"}
-
-
-def feature_segmentation(feature_spec: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The segmentation recorded in a feature spec: ``{"how": "none"}`` (whole clips),
-    ``{"how": "labels"}`` (interval labels) or a ``SegmentationSpec.to_dict()``."""
-    return dict((feature_spec or {}).get(SEGMENTATION_KEY) or WHOLE_CLIPS)
-
-
 @dataclass(frozen=True)
 class AlignSettings:
     """How clips become fixed-length model inputs; saved with every dataset so that predict

@@ -9,9 +9,8 @@ become the dataset's rows, with ids ``<clip_id>@<start>-<end>``; splits then go 
 Clips present on only one side, or lacking a modality, are left out and named in the summary
 and the log.
 
-The dataset's featurizer spec records the segmentation its rows came from (``"segmentation"``:
-``{"how": "none"}`` for whole clips, ``{"how": "labels"}`` for interval labels, or the spec of
-``extract --segments``); older datasets without it are whole clips.
+The dataset carries its feature recipe (``pipeline.recipe``: the featurizer specs, the alignment
+settings and the segmentation its rows came from) for training to pass on to the model.
 """
 
 from __future__ import annotations
@@ -22,15 +21,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from carat.data.packed import write_packed
 from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData
-from featurizers.base import FeatureSequence
+from featurizers.base import FeatureSequence, FeaturizerSpec
+from featurizers.segments import SegmentationSpec
 from featurizers.span import LABELS, Span
-from pipeline.align import SEGMENTATION_KEY, WHOLE_CLIPS, AlignSettings, align_clips
+from pipeline.align import AlignSettings, align_clips
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractOptions, ExtractSummary, extract_spans
 from pipeline.labels import (
@@ -41,6 +40,12 @@ from pipeline.labels import (
     match_ids,
     read_interval_labels,
     read_labels,
+)
+from pipeline.recipe import (
+    WHOLE_CLIPS,
+    FeatureRecipe,
+    segmentation_from_dict,
+    segmentation_to_dict,
 )
 from pipeline.sources import scan
 from pipeline.store import ClipRecord, FeatureStore
@@ -261,17 +266,17 @@ def _write(
     _report(summary, table.path, store.root, strict)
 
     dims = {m: len(specs[m]["dim_names"]) for m in MODALITIES}
-    feature_spec = {
-        **specs,
-        "alignment": settings.to_dict(),
-        SEGMENTATION_KEY: _segmentation(used, table.path),
-    }
+    recipe = FeatureRecipe(
+        {m: FeaturizerSpec.from_dict(specs[m]) for m in MODALITIES},
+        settings,
+        _segmentation(used, table.path),
+    )
     dataset = MultimodalDataset(
         name=Path(summary.out).name,
         splits={s: parts[s].finish(settings, dims, len(table.label_names)) for s in SPLITS},
         label_names=table.label_names,
         aligned=settings.mode == "aligned",
-        feature_spec=feature_spec,
+        feature_spec=recipe.to_dict(),
         source=str(store.root),
     )
     summary.split_sizes = {s: len(dataset.splits[s]) for s in SPLITS}
@@ -288,11 +293,11 @@ def _write(
     return summary
 
 
-def _segmentation(records: list[ClipRecord], labels: Path) -> dict[str, Any]:
+def _segmentation(records: list[ClipRecord], labels: Path) -> SegmentationSpec | str:
     """The one segmentation the dataset's rows were cut by (whole clips when not segments)."""
+    whole = segmentation_to_dict(WHOLE_CLIPS)
     found = {
-        json.dumps((r.segment or {}).get("segmentation") or WHOLE_CLIPS, sort_keys=True)
-        for r in records
+        json.dumps((r.segment or {}).get("segmentation") or whole, sort_keys=True) for r in records
     }
     if len(found) > 1:
         raise PipelineError(
@@ -300,7 +305,7 @@ def _segmentation(records: list[ClipRecord], labels: Path) -> dict[str, Any]:
             f"({', '.join(sorted(found))}); label the segments of one `extract --segments` "
             "setting, or whole clips, in one dataset"
         )
-    return json.loads(found.pop()) if found else dict(WHOLE_CLIPS)
+    return segmentation_from_dict(json.loads(found.pop())) if found else WHOLE_CLIPS
 
 
 def _store_specs(store: FeatureStore) -> dict[str, dict]:

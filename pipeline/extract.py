@@ -48,6 +48,7 @@ from featurizers.span import Span
 from pipeline import featurize
 from pipeline.engine import WAIT, Engine, TaskFailure, make_engine
 from pipeline.errors import PipelineError
+from pipeline.recipe import INTERVAL_LABELS, segmentation_to_dict
 from pipeline.sources import Catalog, OpenedClip, Refusal, Shard, open_clips, scan
 from pipeline.store import DONE, FAILED, ClipRecord, FeatureStore, ManifestWriter
 
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 FeaturizerFactory = Callable[[], dict[str, Featurizer]]
 SEGMENT_BATCH_SECONDS = 30.0  # media per segment task: small enough to spread a long file
-LABELS_SEGMENTATION: dict[str, Any] = {"how": "labels"}  # segments given by interval labels
+LABELS_SEGMENTATION = segmentation_to_dict(INTERVAL_LABELS)  # segments given by interval labels
 
 
 @dataclass(frozen=True)

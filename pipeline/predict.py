@@ -1,15 +1,17 @@
 """`carat-cli predict`: clips or whole recordings -> the model's own featurizers -> a timeline.
 
-A model directory records the featurizer spec its training data was built with (and the
-alignment settings). Prediction rebuilds exactly those featurizers, refuses to run when this
-install cannot (another featurizer version, other fixed parameters), and extracts through a
-feature store used as a cache (``$CARAT_CACHE/features``, default ``~/.cache/carat/features``).
+A model directory records the feature recipe its training data was made with
+(``pipeline.recipe``: featurizer specs, alignment settings, segmentation). Prediction rebuilds
+exactly those featurizers (``featurizers.registry``), refuses to run when this install cannot
+(another featurizer version, other fixed parameters), and extracts through a feature store used
+as a cache (``$CARAT_CACHE/features``, default ``~/.cache/carat/features``).
 
-A recording is cut into utterance segments (``featurizers.segments``: transcript cues, speech
-recognition, voice activity or fixed windows; a short clip stays one segment), each segment is
-extracted once into the cache (so an interrupted long file resumes and a re-run is free) and
-aligned as the dataset was aligned. Segments go through the model in small batches, with the
-modalities that are really there (``pipeline.presence``): a segment without audio, face or
+A recording is cut into utterance segments as the training data was cut, unless told otherwise
+(``featurizers.segments``: transcript cues, speech recognition, voice activity or fixed windows;
+under ``auto``, used for models trained on whole clips, a short clip stays one segment), each
+segment is extracted once into the cache (so an interrupted long file resumes and a re-run is
+free) and aligned as the dataset was aligned. Segments go through the model in small batches,
+with the modalities that are really there (``pipeline.presence``): a segment without audio, face or
 words is predicted from the rest, and only one with nothing at all is unpredictable. For each
 label the output holds the probability, the yes/no decision at the model's threshold and each
 modality's exact Shapley contribution (``carat.attribution``); "driven by" is the largest
@@ -20,13 +22,12 @@ statistic), not as an explanation.
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,15 @@ from carat.attribution import METHOD as ATTRIBUTION_METHOD
 from carat.attribution import shapley
 from carat.data.types import MODALITIES, Batch
 from carat.modeldir import load_model
-from featurizers import legacy
-from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
+from featurizers.base import FeatureSequence, Featurizer, MediaError
 from featurizers.cache import cache_dir
+from featurizers.registry import SpecMismatch, registration
 from featurizers.segments import SegmentationSpec
 from featurizers.span import Span
 from pipeline import featurize
-from pipeline.align import AlignSettings
 from pipeline.errors import PipelineError
 from pipeline.presence import model_inputs
+from pipeline.recipe import FeatureRecipe, RecipeError
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
 from pipeline.store import FeatureStore
 from pipeline.timeline import CSV_COLUMNS as TIMELINE_CSV_COLUMNS
@@ -58,8 +59,6 @@ from pipeline.timeline import (
 
 log = logging.getLogger(__name__)
 
-# A params entry that names one transcript file; predict's --transcript sets it per call.
-_TRANSCRIPT_PARAM = "transcript"
 SEGMENT_BATCH = 16  # segments extracted, then scored together; bounds memory on long files
 
 
@@ -127,85 +126,50 @@ def default_cache_dir() -> Path:
     return cache_dir() / "features"
 
 
-# --- rebuilding the model's featurizers -------------------------------------------------------
+# --- the model's feature recipe ----------------------------------------------------------------
 
 
-def rebuild_featurizers(
-    feature_spec: dict[str, Any] | None, model_dir: Path
-) -> dict[str, Featurizer]:
-    """carat modality -> this install's featurizer with the model's exact spec; or one clear
-    PipelineError naming the model, the modality and what differs."""
-    feature_spec = legacy.by_current_modality(feature_spec or {})
-    if not feature_spec or any(m not in feature_spec for m in MODALITIES):
+def model_recipe(feature_spec: dict[str, Any] | None, model_dir: Path) -> FeatureRecipe:
+    """The feature recipe the model records, or one PipelineError naming the model."""
+    if not feature_spec:
         raise PipelineError(
             f"{model_dir}: the model records no featurizer spec (it was trained on a benchmark "
             "file, not on features from `carat-cli extract`), so predict cannot rebuild its "
             "features; train on a dataset built with `carat-cli align`"
         )
-    featurizers: dict[str, Featurizer] = {}
-    for modality in MODALITIES:
-        saved = FeaturizerSpec.from_dict(feature_spec[modality])
-        featurizer = _featurizer_like(saved)
-        if featurizer is None:
-            raise PipelineError(
-                f"{model_dir}: the model's {modality} features come from featurizer "
-                f"{saved.name!r}, which this install does not have; install the carat version "
-                "the model was trained with"
-            )
-        if featurizer.spec.key() != saved.key():
-            differences = spec_differences(saved, featurizer.spec)
-            raise PipelineError(
-                f"{model_dir}: the model's {modality} features were made by {saved.name} "
-                f"{saved.version} and this install's differ ({differences}); predict needs "
-                "identical features: retrain on features from this install or use the carat "
-                "version the model was trained with"
-            )
-        featurizers[modality] = featurizer
-    return featurizers
+    try:
+        return FeatureRecipe.from_dict(feature_spec)
+    except RecipeError as exc:
+        raise PipelineError(
+            f"{model_dir}: config.json has no usable feature recipe ({exc}); the model "
+            "directory is damaged or from an older carat"
+        ) from None
 
 
-def _featurizer_like(saved: FeaturizerSpec) -> Featurizer | None:
-    """The preset featurizer of ``saved``'s modality and name, built with its parameters."""
-    from featurizers.presets import PRESETS, build_featurizers
-
-    modality = saved.modality
-    for preset, choices in PRESETS.items():
-        choice = choices[modality]
-        accepted = _constructor_params(choice.module, choice.cls)
-        params = {k: v for k, v in saved.params.items() if k in accepted and k != _TRANSCRIPT_PARAM}
-        try:
-            featurizer = build_featurizers(preset, [modality], **{modality: params})[modality]
-        except (ValueError, TypeError, MediaError) as exc:
-            log.debug("preset %s cannot build %s with %s: %s", preset, modality, params, exc)
-            continue
-        if featurizer.spec.name == saved.name:
-            return featurizer
-    return None
+def rebuild_featurizers(recipe: FeatureRecipe, model_dir: Path) -> dict[str, Featurizer]:
+    """carat modality -> this install's featurizer with the model's exact spec; or one clear
+    PipelineError naming the model, the modality and what differs."""
+    try:
+        return recipe.featurizers()
+    except SpecMismatch as exc:
+        raise PipelineError(
+            f"{model_dir}: the model's {exc.modality} features {exc.detail}; predict needs "
+            "identical features: retrain on features from this install or use the carat "
+            "version the model was trained with"
+        ) from None
 
 
-def _constructor_params(module: str, cls: str) -> set[str]:
-    import importlib
-
-    target = getattr(importlib.import_module(module), cls)
-    return set(inspect.signature(target).parameters)
-
-
-def spec_differences(saved: FeaturizerSpec, current: FeaturizerSpec) -> str:
-    """What differs between two specs, for a one-line message."""
-    parts = []
-    if saved.name != current.name:
-        parts.append(f"name {saved.name} vs {current.name}")
-    if saved.version != current.version:
-        parts.append(f"version {saved.version} vs {current.version}")
-    if saved.dim_names != current.dim_names:
-        parts.append(f"{saved.dim} vs {current.dim} dims")
-    if saved.rate != current.rate:
-        parts.append(f"rate {saved.rate} vs {current.rate}")
-    for key in sorted(set(saved.params) | set(current.params)):
-        old, new = saved.params.get(key, "(unset)"), current.params.get(key, "(unset)")
-        if old != new:
-            parts.append(f"{key} {old!r} vs {new!r}")
-    return "model vs install: " + "; ".join(parts) if parts else "same declaration"
+def _segmentation(
+    segments: str | None, limits: dict[str, float], recipe: FeatureRecipe
+) -> SegmentationSpec:
+    """``--segments`` when given, else the model's; ``limits`` (min_len/max_len) on either."""
+    try:
+        if segments is not None:
+            return SegmentationSpec.parse(segments, **limits)
+        return replace(recipe.prediction_segmentation(), **limits)
+    except ValueError as exc:
+        given = segments if segments is not None else "(the model's)"
+        raise PipelineError(f"--segments {given}: {exc}") from exc
 
 
 # --- predicting -------------------------------------------------------------------------------
@@ -215,7 +179,9 @@ class Predictor:
     """A loaded model with its featurizers, reused across calls (so later clips are warm).
 
     ``segments``: how recordings are cut (``SegmentationSpec.parse`` values: auto, transcript,
-    asr, vad, fixed:SECONDS, none), with ``min_segment``/``max_segment`` seconds.
+    asr, vad, fixed:SECONDS, none); None: as the model's training data was cut (its recipe's
+    segmentation; auto for whole clips or labelled intervals). ``min_segment``/``max_segment``
+    (seconds) apply to either.
     """
 
     def __init__(
@@ -223,7 +189,7 @@ class Predictor:
         model_dir: str | Path,
         cache_dir: str | Path | None = None,
         device: str = "cpu",
-        segments: str = "auto",
+        segments: str | None = None,
         min_segment: float | None = None,
         max_segment: float | None = None,
     ) -> None:
@@ -231,20 +197,12 @@ class Predictor:
         limits = {
             k: v for k, v in (("min_len", min_segment), ("max_len", max_segment)) if v is not None
         }
-        try:
-            self.segmentation = SegmentationSpec.parse(segments, **limits)
-        except ValueError as exc:
-            raise PipelineError(f"--segments {segments}: {exc}") from exc
         self.model, self.info = load_model(self.model_dir, device=device)
         self.device = torch.device(device)
-        self.featurizers = rebuild_featurizers(self.info.feature_spec, self.model_dir)
-        try:
-            self.settings = AlignSettings.from_dict(self.info.feature_spec["alignment"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PipelineError(
-                f"{self.model_dir}: config.json has no usable alignment settings ({exc}); "
-                "the model directory is damaged or from an older carat"
-            ) from exc
+        self.recipe = model_recipe(self.info.feature_spec, self.model_dir)
+        self.segmentation = _segmentation(segments, limits, self.recipe)
+        self.featurizers = rebuild_featurizers(self.recipe, self.model_dir)
+        self.settings = self.recipe.alignment
         self.store = FeatureStore(cache_dir if cache_dir is not None else default_cache_dir())
         self._transcript_featurizers: dict[Path, Featurizer] = {}
 
@@ -304,10 +262,11 @@ class Predictor:
                 ".json)"
             )
         if path not in self._transcript_featurizers:
-            base = self.featurizers["text"]
-            params = _constructor_params(type(base).__module__, type(base).__name__)
-            kwargs = {k: v for k, v in base.spec.params.items() if k in params}
-            self._transcript_featurizers[path] = type(base)(**kwargs, transcript=path)
+            saved = self.recipe.specs["text"]
+            entry = registration(saved.name)
+            self._transcript_featurizers[path] = entry.create(
+                **entry.settings_of(saved), transcript=path
+            )
         return self._transcript_featurizers[path]
 
     def _predict_clip(
@@ -424,7 +383,7 @@ def predict_clips(
     transcript: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-    segments: str = "auto",
+    segments: str | None = None,
     min_segment: float | None = None,
     max_segment: float | None = None,
 ) -> list[ClipPrediction]:

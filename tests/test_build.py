@@ -13,6 +13,7 @@ from pipeline.align import pool_to_words
 from pipeline.build import BuildOptions, build_dataset, parse_max_len
 from pipeline.errors import PipelineError
 from pipeline.labels import assign_splits, read_labels
+from pipeline.recipe import WHOLE_CLIPS, FeatureRecipe
 from pipeline.store import DONE, ClipRecord, FeatureStore
 
 TEXT = FeaturizerSpec("test-words", "1", "text", ("w0", "w1", "w2", "w3"), None)
@@ -223,17 +224,17 @@ def test_parse_max_len():
             parse_max_len(bad)
 
 
-def test_segmentation_travels_in_the_feature_spec_and_old_specs_are_whole_clips(tmp_path):
-    from pipeline.align import feature_segmentation
-
+def test_segmentation_travels_in_the_feature_recipe_and_old_recipes_are_whole_clips(tmp_path):
     make_store(tmp_path / "features", ["a.mp4", "b.mp4"])
     labels = write_csv(tmp_path / "labels.csv", "clip_id,joy\na.mp4,1\nb.mp4,0\n")
     summary = build_dataset(tmp_path / "features", labels, tmp_path / "dataset")
     data = load_dataset(str(summary.out))
     assert data.feature_spec["segmentation"] == {"how": "none"}
-    assert feature_segmentation(data.feature_spec) == {"how": "none"}
+    recipe = FeatureRecipe.from_dict(data.feature_spec)
+    assert recipe.segmentation == WHOLE_CLIPS and recipe.specs == SPECS
+    assert recipe.to_dict() == data.feature_spec
     old = {k: v for k, v in data.feature_spec.items() if k != "segmentation"}
-    assert feature_segmentation(old) == feature_segmentation(None) == {"how": "none"}
+    assert FeatureRecipe.from_dict(old) == recipe
     # segments of two different segmentations do not mix in one dataset
     store = FeatureStore(tmp_path / "features")
     manifest = store.manifest()

@@ -22,6 +22,7 @@ from featurizers.base import FeaturizerSpec
 from featurizers.presets import parse_modalities
 from pipeline.extract import run_extract
 from pipeline.predict import predict_clips, rebuild_featurizers
+from pipeline.recipe import FeatureRecipe
 from pipeline.store import FeatureStore
 
 OLD_MODALITY = "acoustic"
@@ -112,7 +113,7 @@ def test_a_model_from_before_the_rename_rebuilds_todays_featurizers(
     config["feature_spec"][key] = old_spec(config["feature_spec"].pop("audio"))
     (model_dir / "config.json").write_text(json.dumps(config))
     _, info = load_model(model_dir)
-    featurizers = rebuild_featurizers(info.feature_spec, model_dir)
+    featurizers = rebuild_featurizers(FeatureRecipe.from_dict(info.feature_spec), model_dir)
     assert featurizers["audio"].spec.to_dict() == today["audio"]
 
 

@@ -26,6 +26,7 @@ from featurizers.presets import preset_specs
 from pipeline.align import AlignSettings
 from pipeline.errors import PipelineError
 from pipeline.predict import predict_clips, rebuild_featurizers
+from pipeline.recipe import FeatureRecipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIP = FIXTURES / "with_transcript" / "frowning_head.mp4"  # transcript beside it: no ASR
@@ -67,7 +68,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_rebuilt_featurizers_match_the_model_spec(model_dir: Path) -> None:
     spec = default_feature_spec()
-    featurizers = rebuild_featurizers(spec, model_dir)
+    featurizers = rebuild_featurizers(FeatureRecipe.from_dict(spec), model_dir)
     assert set(featurizers) == set(MODALITIES)
     for modality, featurizer in featurizers.items():
         assert featurizer.spec.to_dict() == spec[modality]
@@ -76,7 +77,7 @@ def test_rebuilt_featurizers_match_the_model_spec(model_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("modality", "field", "value", "shown"),
     [
-        ("audio", "version", "0", "version 0 vs 1"),
+        ("audio", "version", "0", "version 0 and this install has version 1"),
         ("visual", "params", {"landmarks": "mediapipe==0.9 face_mesh"}, "landmarks"),
         ("text", "dim_names", ["glove50_0"], "1 vs 51 dims"),
     ],
