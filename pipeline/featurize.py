@@ -143,10 +143,9 @@ def features(
     key = span.key(clip.content_hash)
     results: dict[str, Features] = {}
     for modality, featurizer in featurizers.items():
-        entry = store.find(key, featurizer.spec)
-        sequence = None if entry is None else store.read(entry)
-        if sequence is not None:
-            results[modality] = Features(entry, sequence, cached=True)
+        found = store.lookup(key, featurizer.spec)
+        if found is not None:
+            results[modality] = Features(*found, cached=True)
     missing = {m: f for m, f in featurizers.items() if m not in results}
     if not missing:
         return results

@@ -220,9 +220,16 @@ class FeatureStore:
         """The entry that holds this clip's features of ``spec`` and verifies, or None: under
         the spec's key, else under a key the same declaration had under a legacy name (features
         computed before a rename are read, not computed again)."""
+        found = self.lookup(content_hash, spec)
+        return None if found is None else found[0]
+
+    def lookup(self, content_hash: str, spec: FeaturizerSpec) -> tuple[str, FeatureSequence] | None:
+        """As :meth:`find`, with the entry's features (read and verified once)."""
         for key in (spec.key(), *spec.legacy_keys()):
-            if self.has(content_hash, key):
-                return self.entry_name(content_hash, key)
+            entry = self.entry_name(content_hash, key)
+            sequence = self.read(entry)
+            if sequence is not None:
+                return entry, sequence
         return None
 
     # --- plans --------------------------------------------------------------------------------
