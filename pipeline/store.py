@@ -178,7 +178,6 @@ class FeatureStore:
             arrays["words"] = np.asarray(sequence.words, dtype=np.str_)
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
-        atomic_write_bytes(npz_path, data)
         sidecar = {
             "spec": sequence.spec.to_dict(),
             "content_hash": content_hash,
@@ -186,7 +185,10 @@ class FeatureStore:
             "rows": int(len(sequence.features)),
             **(meta or {}),
         }
+        # The sidecar first, the arrays last: an .npz file in the store is a complete entry
+        # (a kill between the two leaves a sidecar alone, which reads as missing).
         atomic_write_bytes(json_path, json.dumps(sidecar, indent=1).encode())
+        atomic_write_bytes(npz_path, data)
         return entry
 
     def read(self, entry: str) -> FeatureSequence | None:
