@@ -9,7 +9,8 @@ named by interval labels). ``predict`` rebuilds the featurizers from it (through
 carat keeps the recipe as an opaque dict (``feature_spec`` in a packed dataset and in a model's
 ``config.json``); :meth:`FeatureRecipe.to_dict` writes it and :meth:`FeatureRecipe.from_dict`
 reads every form written so far: without ``segmentation`` (older carat) it is whole clips, and
-``acoustic`` keys or featurizer names are read as today's (``featurizers.legacy``).
+modality keys or featurizer names from before the audio rename are read as today's
+(``featurizers.legacy``).
 """
 
 from __future__ import annotations
