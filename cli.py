@@ -13,6 +13,7 @@ import click
 from carat.errors import CaratError
 from featurizers.base import MediaError
 from pipeline.errors import PipelineError
+from pipeline.writers import INPUTS, RECORDING, WRITERS, Writer, get_writer, write_recording_files
 
 USER_ERRORS = (CaratError, MediaError, PipelineError, FileNotFoundError)
 
@@ -49,6 +50,45 @@ SEGMENTS_HELP = (
 )
 
 
+DEFAULT_OUTPUT = "table"  # what predict prints when no other printed format is asked for
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One option per writer: a flag that prints its format instead of the table (--json,
+    --csv), or a PATH that a recording's file is written to (--srt, --vtt, --plot, --report)."""
+    for output in reversed(list(WRITERS.values())):
+        if output.name == DEFAULT_OUTPUT:
+            continue
+        if output.scope == INPUTS:
+            option = click.option(
+                f"--{output.flag}",
+                output.name,
+                is_flag=True,
+                help=f"Print {output.describes} instead of a table.",
+            )
+        else:
+            option = click.option(
+                f"--{output.flag}",
+                output.name,
+                type=click.Path(dir_okay=False),
+                help=f"Write {output.describes}.",
+            )
+        func = option(func)
+    return func
+
+
+def chosen_outputs(outputs: dict[str, Any]) -> tuple[Writer, dict[str, str | None]]:
+    """The writer that prints (the table unless one flag asks for another) and the files asked
+    for (writer name -> path)."""
+    asked = [(w, outputs[w.name]) for w in WRITERS.values() if w.name in outputs]  # in order
+    printed = [w for w, on in asked if w.scope == INPUTS and on]
+    if len(printed) > 1:
+        flags = " and ".join(f"--{w.flag}" for w in printed)
+        raise click.UsageError(f"{flags} are alternatives; give one")
+    files = {w.name: path for w, path in asked if w.scope == RECORDING}
+    return (printed[0] if printed else get_writer(DEFAULT_OUTPUT)), files
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model directory.")
@@ -61,12 +101,7 @@ SEGMENTS_HELP = (
 )
 @click.option("--min-segment", type=float, help="Shortest segment in seconds (shorter: merged).")
 @click.option("--max-segment", type=float, help="Longest segment in seconds (longer: split).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per segment and label).")
-@click.option("--srt", type=click.Path(dir_okay=False), help="Write emotion subtitles (SRT).")
-@click.option("--vtt", type=click.Path(dir_okay=False), help="Write emotion subtitles (WebVTT).")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write the timeline plot (PNG).")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write an HTML report.")
+@output_options
 @click.option("--cache", type=click.Path(file_okay=False), help="Feature cache [$CARAT_CACHE].")
 @user_errors
 def predict(
@@ -76,27 +111,17 @@ def predict(
     segments: str | None,
     min_segment: float | None,
     max_segment: float | None,
-    as_json: bool,
-    as_csv: bool,
-    srt: str | None,
-    vtt: str | None,
-    plot: str | None,
-    report: str | None,
     cache: str | None,
+    **outputs: Any,
 ) -> None:
     """Predict the emotions of clips or whole recordings (files, folders, list files or
     archives) with a model: per utterance segment, each label's probability and what each
     modality contributed to it."""
-    import json
-
     from tqdm import tqdm
 
-    from pipeline.predict import format_table, predict_clips, to_csv
-    from pipeline.timeline_files import write_timeline_files
+    from pipeline.predict import predict_clips
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv are alternatives; give one")
-    files = {"srt": srt, "vtt": vtt, "plot": plot, "report": report}
+    printer, files = chosen_outputs(outputs)
     bar = tqdm(unit="clip", disable=None, leave=False)  # shown on a terminal only
 
     def progress(done: int, total: int) -> None:
@@ -116,13 +141,9 @@ def predict(
         )
     finally:
         bar.close()
-    written = write_timeline_files(results, files)
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
-    elif as_csv:
-        click.echo(to_csv(results), nl=False)
-    else:
-        click.echo(format_table(results))
+    written = write_recording_files(results, files)
+    click.echo(printer.render(results), nl=False)
+    if printer.name == DEFAULT_OUTPUT:
         for path in written:
             click.echo(f"wrote {path}")
     failed = [r for r in results if r.error is not None]
@@ -143,18 +164,19 @@ def demo(out: str, workers: int | None, epochs: int | None) -> None:
 
     from carat.metrics import format_table as metrics_table
     from pipeline.demo import run_demo
-    from pipeline.predict import format_table
+
+    table = get_writer(DEFAULT_OUTPUT)
 
     started = time.perf_counter()
     result = run_demo(out, workers=workers, epochs=epochs, report=click.echo)
     click.echo(f"\ntest metrics of the demo model ({result.build.split_sizes['test']} clips):")
     click.echo(metrics_table(result.test_metrics))
     click.echo("\npredictions on the held-out clips:\n")
-    click.echo(format_table(result.predictions))
+    click.echo(table.render(result.predictions), nl=False)
     if result.recording is not None:
         right, total = result.utterances_right
         click.echo("\nthe sample recording, cut into utterances:\n")
-        click.echo(format_table([result.recording]))
+        click.echo(table.render([result.recording]), nl=False)
         click.echo(f"{right} of {total} utterances get exactly their true labels")
     click.echo(f"\nfeatures:     {result.features}  ({result.extract.total} clips)")
     click.echo(f"dataset:      {result.dataset}  ({result.build.split_sizes})")
