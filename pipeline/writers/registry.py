@@ -59,7 +59,9 @@ class Writer:
 WRITERS: dict[str, Writer] = {}
 
 
-def writer(name: str, scope: Scope, describes: str, flag: str | None = None):  # noqa: ANN201
+def writer(
+    name: str, scope: Scope, describes: str, flag: str | None = None
+) -> Callable[[Render], Render]:
     """Register the decorated render function as the writer ``name``."""
 
     def register(render: Render) -> Render:
