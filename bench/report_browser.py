@@ -40,13 +40,8 @@ from tornado.websocket import websocket_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.timeline import (  # noqa: E402
-    LabelScore,
-    SegmentResult,
-    Timeline,
-    plot_timeline,
-    render_report,
-)
+from pipeline.timeline import LabelScore, SegmentResult, Timeline  # noqa: E402
+from pipeline.writers import get_writer  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "talking_head.mp4"
 LABELS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
@@ -327,9 +322,11 @@ def main() -> int:
 
     recording = build_recording(out / "interview.mp4")
     timeline = build_timeline(media_path=recording.name)  # beside the report: a relative path
-    plot = plot_timeline(timeline, out / "timeline.png")
-    report = render_report(timeline, out / "report.html", plot_png=plot.read_bytes())
-    unreachable = render_report(build_timeline(media_path=None), out / "report-no-video.html")
+    plot, report = out / "timeline.png", out / "report.html"
+    get_writer("png").write(timeline, plot)
+    get_writer("html").write(timeline, report, plot_png=plot.read_bytes())
+    unreachable = out / "report-no-video.html"
+    get_writer("html").write(build_timeline(media_path=None), unreachable)
     print(
         f"recording {recording} ({recording.stat().st_size / 1e6:.1f} MB), report {report} "
         f"({report.stat().st_size / 1e3:.0f} KB)"

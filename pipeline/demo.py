@@ -19,7 +19,6 @@ Running it again reuses what is there: cached features, the finished training ru
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.extract import ExtractSummary, run_extract
 from pipeline.labels import read_interval_labels
 from pipeline.predict import ClipPrediction, predict_clips
-from pipeline.timeline_files import write_timeline_files
+from pipeline.writers import get_writer, write_recording_files
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,8 @@ DEMO_MAX_LEN = {"text": 16, "visual": 16, "audio": 16}
 TIMELINE_FILES = {
     "srt": "emotions.srt",
     "vtt": "emotions.vtt",
-    "plot": "timeline.png",
-    "report": "report.html",
+    "png": "timeline.png",
+    "html": "report.html",
 }
 
 Report = Callable[[str], None]
@@ -135,16 +134,14 @@ def run_demo(
     started = time.perf_counter()
     predictions = predict_clips([held_out], run.model_dir, cache_dir=features)
     predictions_file = out / "predictions.json"
-    predictions_file.write_text(
-        json.dumps([p.to_dict() for p in predictions], indent=2) + "\n", encoding="utf-8"
-    )
+    get_writer("json").write(predictions, predictions_file)
     seconds["predict"] = time.perf_counter() - started
 
     say(f"5/5 predicting the timeline of {recording} (segments from its .srt)")
     started = time.perf_counter()
     [timeline] = predict_clips([recording], run.model_dir, cache_dir=features)
     timeline_dir = out / "timeline"
-    written = write_timeline_files(
+    written = write_recording_files(
         [timeline],
         {kind: timeline_dir / name for kind, name in TIMELINE_FILES.items()},
     )

@@ -21,8 +21,6 @@ statistic), not as an explanation.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import shutil
 import tempfile
@@ -48,14 +46,7 @@ from pipeline.presence import model_inputs
 from pipeline.recipe import FeatureRecipe, RecipeError
 from pipeline.sources import OpenedClip, Refusal, open_clips, scan
 from pipeline.store import FeatureStore
-from pipeline.timeline import CSV_COLUMNS as TIMELINE_CSV_COLUMNS
-from pipeline.timeline import (
-    LabelScore,
-    SegmentResult,
-    Timeline,
-    csv_rows,
-    format_timeline_table,
-)
+from pipeline.timeline import LabelScore, SegmentResult, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -392,64 +383,3 @@ def predict_clips(
         model_dir, cache_dir, segments=segments, min_segment=min_segment, max_segment=max_segment
     )
     return predictor.predict(paths, transcript=transcript, progress=progress)
-
-
-# --- output formats ---------------------------------------------------------------------------
-
-CSV_COLUMNS = ("clip_id", "source", *TIMELINE_CSV_COLUMNS)
-
-
-def format_table(predictions: Sequence[ClipPrediction]) -> str:
-    """A readable block per input: for one segment, label, probability, yes/no and each
-    modality's contribution; for a cut recording, its timeline table."""
-    blocks = []
-    for clip in predictions:
-        if clip.error is not None:
-            blocks.append(f"{clip.source}\n  error: {clip.error}")
-        elif clip.single is None:
-            blocks.append(format_timeline_table(clip.timeline))
-        else:
-            blocks.append(_single_table(clip, clip.single))
-    return "\n\n".join(blocks)
-
-
-def _single_table(clip: ClipPrediction, seg: SegmentResult) -> str:
-    heard = " ".join(seg.words) or "(no words)"
-    origin = clip.transcript or "speech recognition"
-    lines = [f"{clip.source}", f'  words ({origin}): "{heard}"']
-    if seg.missing:
-        absent = "; ".join(f"{m}: {why}" for m, why in seg.missing.items())
-        lines.append(f"  predicted without {absent}")
-    if seg.error is not None:
-        lines.append(f"  unpredictable: {seg.error}")
-        return "\n".join(lines)
-    decision = f"yes at >= {clip.timeline.threshold:.2f}"
-    columns = "  ".join(f"{m:>7}" for m in MODALITIES)
-    lines.append(
-        f"  {'label':<14} {'probability':>11}  {decision:<16}  {'driven by':<9}  {columns}"
-    )
-    for p in seg.labels:
-        shares = "  ".join(f"{p.contributions[m]:>+7.3f}" for m in MODALITIES)
-        lines.append(
-            f"  {p.label:<14} {p.probability:>11.3f}  {'yes' if p.predicted else 'no':<16}  "
-            f"{p.driven_by or '-':<9}  {shares}"
-        )
-    lines.append(
-        "  text/visual/audio: each modality's Shapley contribution to the probability "
-        "(they add up to probability - prior)"
-    )
-    return "\n".join(lines)
-
-
-def to_csv(predictions: Sequence[ClipPrediction]) -> str:
-    """One row per input, segment and label (a failed input or segment: one row, its error)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for clip in predictions:
-        base = {"clip_id": clip.clip_id, "source": clip.source}
-        if clip.timeline is None:
-            writer.writerow({**base, "error": clip.error})
-            continue
-        writer.writerows({**base, **row} for row in csv_rows(clip.timeline))
-    return buffer.getvalue()

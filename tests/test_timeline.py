@@ -8,6 +8,7 @@ import io
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import av
 import numpy as np
@@ -17,22 +18,21 @@ from PIL import Image
 
 from carat.data.types import MODALITIES
 from pipeline.errors import PipelineError
+from pipeline.predict import ClipPrediction
 from pipeline.timeline import (
-    CSV_COLUMNS,
     MODALITY_ORDER,
     LabelScore,
     SegmentResult,
     Timeline,
-    _step_series,
-    format_timeline_table,
-    label_colours,
     label_time_share,
-    plot_timeline,
-    render_report,
-    timeline_csv,
-    to_srt,
-    to_vtt,
 )
+from pipeline.writers import INPUTS, RECORDING, WRITERS, get_writer, write_recording_files
+from pipeline.writers.csv import SEGMENT_COLUMNS, timeline_csv
+from pipeline.writers.png import step_series
+from pipeline.writers.srt import to_srt
+from pipeline.writers.style import label_colours
+from pipeline.writers.table import timeline_table
+from pipeline.writers.vtt import to_vtt
 
 LABELS = ["happy", "sad", "surprise"]
 HOSTILE = "<script>alert(1)</script>"
@@ -84,6 +84,11 @@ def make_timeline(media_path: str | None = "talk.mp4") -> Timeline:
         segmentation="transcript",
         segments=segments,
     )
+
+
+def plot(timeline: Timeline, path: Path) -> Path:
+    get_writer("png").write(timeline, path)
+    return path
 
 
 def read_cues(path) -> list[tuple[int, int, str]]:
@@ -152,7 +157,7 @@ def test_subtitle_words_line_is_cut_and_optional():
 
 def test_csv_has_one_row_per_segment_and_label():
     table = pd.read_csv(io.StringIO(timeline_csv(make_timeline())))
-    assert list(table.columns) == list(CSV_COLUMNS)
+    assert list(table.columns) == list(SEGMENT_COLUMNS)
     assert len(table) == 3 * 3 + 1
     assert table.groupby("segment").size().to_dict() == {0: 3, 1: 3, 2: 1, 3: 3}
     happy = table[(table.segment == 0) & (table.label == "happy")].iloc[0]
@@ -168,7 +173,7 @@ def test_csv_has_one_row_per_segment_and_label():
 
 
 def test_terminal_table_one_row_per_segment():
-    lines = format_timeline_table(make_timeline()).split("\n")
+    lines = timeline_table(make_timeline()).split("\n")
     assert lines[0] == "interview.mp4: 1:01:40, 4 segments (transcript), labels at >= 0.25"
     rows = lines[2:-1]
     assert [row.split()[:3] for row in rows] == [
@@ -188,7 +193,7 @@ def test_terminal_table_one_row_per_segment():
 def test_plot_draws_each_label_at_its_probability(tmp_path):
     timeline = make_timeline()
     timeline.segments, timeline.duration = timeline.segments[:3], 13.0
-    image = Image.open(plot_timeline(timeline, tmp_path / "timeline.png"))
+    image = Image.open(plot(timeline, tmp_path / "timeline.png"))
     assert image.format == "PNG" and image.size == (1200, 450)
     plot_area = np.asarray(image.convert("RGB"))[:, :1000].astype(int)  # the legend is right of it
     top = {}
@@ -203,12 +208,42 @@ def test_plot_draws_each_label_at_its_probability(tmp_path):
 
 def test_plot_lines_break_where_there_is_no_prediction():
     timeline = make_timeline()
-    after = SegmentResult(4, 12.5, 14.0, ["ok"], scores(0.7, 0.1, 0.1), ALL, {})
-    long_pause = SegmentResult(5, 30.0, 32.0, ["ok"], scores(0.6, 0.1, 0.1), ALL, {})
-    xs, ys = _step_series([*timeline.segments[:3], after, long_pause], "happy")
-    # joined across the 0.8 s pause, broken across the unpredictable segment and the 16 s gap
-    assert xs == [0.5, 4.2, 5.0, 9.75, 12.5, 12.5, 14.0, 30.0, 30.0, 32.0]
-    assert np.isnan(ys).tolist() == [False] * 4 + [True, False, False, True, False, False]
+    touching = SegmentResult(4, 12.0, 14.0, ["ok"], scores(0.7, 0.1, 0.1), ALL, {})
+    touching_too = SegmentResult(5, 14.0, 16.0, ["ok"], scores(0.6, 0.1, 0.1), ALL, {})
+    later = SegmentResult(6, 16.5, 18.0, ["ok"], scores(0.5, 0.1, 0.1), ALL, {})
+    segments = [*timeline.segments[:3], touching, touching_too, later]
+    xs, ys = step_series(segments, "happy")
+    # broken across the 0.8 s pause, the unpredictable segment and the 0.5 s pause; joined
+    # between the two segments that touch
+    assert xs == [0.5, 4.2, 5.0, 5.0, 9.75, 12.0, 12.0, 14.0, 14.0, 16.0, 16.5, 16.5, 18.0]
+    nan = np.isnan(ys).tolist()
+    assert nan == [False, False, True, False, False, True] + [False] * 4 + [True, False, False]
+
+
+def label_columns(image: Image.Image, colour: str) -> np.ndarray:
+    """The pixel columns of the plot area (left of the legend) that hold ``colour``."""
+    plot_area = np.asarray(image.convert("RGB"))[:, :1000].astype(int)
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return np.unique(np.nonzero(np.abs(plot_area - rgb).sum(axis=2) < 30)[1])
+
+
+def test_plot_draws_nothing_where_there_is_no_segment(tmp_path):
+    """Between two segments (a pause of a third of the axis) no label's line is drawn: the
+    columns of each colour are two runs, one over each segment, as wide as the segments."""
+    timeline = make_timeline()
+    first = SegmentResult(0, 1.0, 4.0, ["hi"], scores(0.8, 0.3, 0.6), ALL, {})
+    second = SegmentResult(1, 8.0, 11.0, ["ho"], scores(0.2, 0.7, 0.4), ALL, {})
+    timeline.segments, timeline.duration = [first, second], 12.0
+    image = Image.open(plot(timeline, tmp_path / "gap.png"))
+    for label, colour in label_colours(LABELS).items():
+        columns = label_columns(image, colour)
+        runs = np.split(columns, np.nonzero(np.diff(columns) > 1)[0] + 1)
+        assert len(runs) == 2, label
+        widths = [run[-1] - run[0] for run in runs]
+        gap = runs[1][0] - runs[0][-1]
+        # 3 s segments around a 4 s pause: the gap is 4/3 of a segment's width (line caps aside)
+        assert gap == pytest.approx(widths[0] * 4 / 3, rel=0.1), label
+        assert widths[0] == pytest.approx(widths[1], abs=2), label
 
 
 class Page(HTMLParser):
@@ -241,7 +276,8 @@ class Page(HTMLParser):
 
 
 def parse_report(tmp_path, timeline: Timeline, **kwargs) -> tuple[Page, str]:
-    path = render_report(timeline, tmp_path / "report.html", **kwargs)
+    path = tmp_path / "report.html"
+    get_writer("html").write(timeline, path, **kwargs)
     text = path.read_text(encoding="utf-8")
     page = Page()
     page.feed(text)
@@ -283,7 +319,7 @@ def test_report_without_the_recording_says_so(tmp_path):
 
 
 def test_report_encodes_the_media_path_and_embeds_the_plot(tmp_path):
-    png = plot_timeline(make_timeline(), tmp_path / "plot.png").read_bytes()
+    png = plot(make_timeline(), tmp_path / "plot.png").read_bytes()
     page, _ = parse_report(tmp_path, make_timeline(media_path="my clips/take #1.mp4"), plot_png=png)
     assert page.find("video")[0]["src"] == "my%20clips/take%20%231.mp4"
     (image,) = [a for a in page.find("img") if a["src"].startswith("data:image/png;base64,")]
@@ -309,9 +345,9 @@ def test_empty_timeline_renders(tmp_path):
     timeline = make_timeline()
     timeline.segments = []
     assert to_srt(timeline) == "" and to_vtt(timeline).startswith("WEBVTT")
-    assert len(format_timeline_table(timeline).split("\n")) == 3  # summary, header, legend
+    assert len(timeline_table(timeline).split("\n")) == 3  # summary, header, legend
     assert len(pd.read_csv(io.StringIO(timeline_csv(timeline)))) == 0
-    assert Image.open(plot_timeline(timeline, tmp_path / "p.png")).size == (1200, 450)
+    assert Image.open(plot(timeline, tmp_path / "p.png")).size == (1200, 450)
     page, _ = parse_report(tmp_path, timeline)
     assert not [a for t, a in page.elements if t == "tr" and "data-segment" in a]
 
@@ -325,3 +361,40 @@ def test_impossible_segment_is_one_clear_error():
 
 def test_modalities_are_carats():
     assert MODALITY_ORDER == MODALITIES
+
+
+def test_every_format_is_a_writer_found_by_name():
+    assert list(WRITERS) == ["table", "json", "csv", "srt", "vtt", "png", "html"]
+    assert {w.scope for n, w in WRITERS.items() if n in ("table", "json", "csv")} == {INPUTS}
+    assert {w.scope for n, w in WRITERS.items() if n in ("srt", "vtt", "png", "html")} == {
+        RECORDING
+    }
+    with pytest.raises(PipelineError, match="no output format 'eaf'; the formats are: table"):
+        get_writer("eaf")
+
+
+def test_a_writer_writes_the_same_to_a_stream_and_a_file(tmp_path):
+    srt = get_writer("srt")
+    stream = io.StringIO()
+    srt.write(make_timeline(), stream, words_chars=0)
+    srt.write(make_timeline(), tmp_path / "deep" / "out.srt", words_chars=0)
+    assert stream.getvalue() == (tmp_path / "deep" / "out.srt").read_text(encoding="utf-8")
+    assert stream.getvalue() == to_srt(make_timeline(), words_chars=0)
+    image = io.BytesIO()
+    get_writer("png").write(make_timeline(), image)
+    assert image.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recording_files_refer_to_the_recording_from_where_they_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    clip = ClipPrediction("talk.mp4", "talk.mp4", timeline=make_timeline(media_path="talk.mp4"))
+    targets = {"html": tmp_path / "out" / "r.html", "srt": tmp_path / "out" / "e.srt", "vtt": None}
+    assert write_recording_files([clip], targets) == [targets["html"], targets["srt"]]
+    page = Page()
+    page.feed(targets["html"].read_text(encoding="utf-8"))
+    assert page.find("video")[0]["src"] == "../talk.mp4"
+    with pytest.raises(PipelineError, match="--report, --srt: these files describe one recording"):
+        write_recording_files([clip, clip], targets)
+    failed = ClipPrediction("x.mp4", "x.mp4", error="not a video")
+    with pytest.raises(PipelineError, match=r"x\.mp4: no timeline to write \(not a video\)"):
+        write_recording_files([failed], {"srt": tmp_path / "x.srt"})

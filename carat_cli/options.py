@@ -1,0 +1,102 @@
+"""Options that several commands take, each defined once. Where commands need another default
+(segments: whole clips for extract, auto for predict), the command passes it in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+DATASET_HELP = "mosei | mosei-unaligned | m3ed | PATH to a dataset file or folder."
+SEGMENTS_HELP = (
+    "How to cut a recording into utterances: auto (transcript cues, else speech recognition, "
+    "else voice activity, else fixed windows), transcript, asr, vad, fixed:SECONDS, or none "
+    "(the whole file as one clip)."
+)
+
+
+def stacked(*decorators: Decorator) -> Decorator:
+    """Several option decorators as one, in the order they are listed (as in --help)."""
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+def segment_options(default: str | None, shown: str | None = None) -> Decorator:
+    """--segments (``default`` when not given; ``shown`` says what an unset default means),
+    --min-segment, --max-segment."""
+    return stacked(
+        click.option("--segments", default=default, show_default=shown or True, help=SEGMENTS_HELP),
+        click.option(
+            "--min-segment", type=float, help="Shortest segment in seconds (shorter: merged)."
+        ),
+        click.option(
+            "--max-segment", type=float, help="Longest segment in seconds (longer: split)."
+        ),
+    )
+
+
+def device_option(default: str | None, shown: str = "") -> Decorator:
+    """--device auto|cpu|cuda; ``shown`` says what an unset (None) default means."""
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default=default,
+        show_default=shown or True,
+        help="Where the model runs (auto: cuda when there is one).",
+    )
+
+
+def batch_size_option(shown: str) -> Decorator:
+    """--batch-size; ``shown`` says where it comes from when not given."""
+    return click.option(
+        "--batch-size", type=click.IntRange(min=1), show_default=shown, help="Batch size."
+    )
+
+
+def _parse_seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
+seeds_option = click.option(
+    "--seeds",
+    callback=_parse_seeds,
+    help="Comma-separated seeds, e.g. 1,2,3 [default: train.seed].",
+)
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), help="Extraction processes [default: all cores]."
+)
+preset_option = click.option(
+    "--preset", default="default", show_default=True, help="Featurizers: default, contextual, fast."
+)
+engine_options = stacked(
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="Where extraction runs: local processes or a Dask cluster.",
+    ),
+    click.option("--address", help="Dask scheduler address, e.g. tcp://HOST:8786."),
+)
+dataset_options = stacked(
+    click.option("--dataset", required=True, help=DATASET_HELP),
+    click.option(
+        "--data-dir", type=click.Path(file_okay=False), help="Where benchmark files live."
+    ),
+)
+cache_option = click.option(
+    "--cache", type=click.Path(file_okay=False), help="Feature cache [$CARAT_CACHE]."
+)
