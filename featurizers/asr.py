@@ -164,6 +164,9 @@ def force_align(audio: np.ndarray, words: list[str], offset: float = 0.0) -> lis
     for beams in range(len(_ALIGN_BEAMS)):
         decoder = _aligner(beams)
         try:
+            # the front end's noise estimate and cepstral mean adapt across utterances: start
+            # each from scratch, or a word's times depend on what this process aligned before
+            decoder.reinit_feat()
             decoder.set_align_text(" ".join(_dictionary_word(decoder, w) for w in words))
             decoder.start_utt()
         except RuntimeError as exc:
