@@ -1,4 +1,4 @@
-"""Typed configuration for CARAT runs, and the preset registry under ``configs/``.
+"""Typed configuration for CARAT runs, and the preset registry (the ``configs`` package).
 
 A run's config is a nested mapping with the sections below. YAML presets may name a parent
 with ``extends: <preset>``; ``--set section.key=value`` overrides are applied last, and the
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field, fields
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ import yaml
 
 from carat.errors import CaratError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The presets ship as the top-level package ``configs`` (the repository's configs/ folder), so
+# they are found the same way in a source checkout and in an installed wheel.
+PRESETS = "configs"
 
 
 @dataclass
@@ -177,26 +181,29 @@ class ConfigError(CaratError, ValueError):
     """A preset or override that cannot be applied."""
 
 
-def preset_path(name_or_path: str | Path) -> Path:
-    """A preset name from ``configs/`` or a path to a YAML file."""
+def preset_path(name_or_path: str | Path) -> Path | Traversable:
+    """A YAML file's path, or the packaged preset of that name."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} and path.exists():
         return path
-    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
+    candidate = files(PRESETS) / f"{name_or_path}.yaml"
+    if candidate.is_file():
         return candidate
     available = ", ".join(list_presets())
     raise ConfigError(f"no config preset or file {name_or_path!r}; presets: {available}")
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """The names of the packaged presets."""
+    return sorted(
+        p.name.removesuffix(".yaml") for p in files(PRESETS).iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_preset_dict(name_or_path: str | Path) -> dict[str, Any]:
     """The preset as a mapping, with its ``extends`` chain merged (parent first)."""
     path = preset_path(name_or_path)
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     parent = data.pop("extends", None)
     data.pop("description", None)
     if parent is None:
