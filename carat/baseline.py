@@ -16,6 +16,7 @@ from torch import nn
 
 from carat.config import CaratConfig
 from carat.data.types import MODALITIES, Batch
+from carat.modules import input_norm
 
 
 @dataclass
@@ -35,7 +36,9 @@ class EarlyFusionBaseline(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims = cfg.model.dims
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(dims[m], eps=1e-12) for m in MODALITIES})
+        self.norms = nn.ModuleDict(
+            {m: input_norm(dims[m], m, cfg.model.standardize_inputs) for m in MODALITIES}
+        )
         hidden = cfg.model.hidden
         self.mlp = nn.Sequential(
             nn.Linear(sum(dims[m] for m in MODALITIES), hidden),

@@ -85,6 +85,10 @@ class ModelConfig:
     # probability, so that missing modalities and attribution by removal are inputs the model
     # was trained on; 0 = never (the paper presets)
     modality_dropout: float = 0.0
+    # standardise each input dimension with the training split's mean and std before the input
+    # LayerNorm (carat.modules.StandardizedLayerNorm): for features in raw units (Hz, degrees,
+    # pixels) such as our featurizers'; False = the paper's model
+    standardize_inputs: bool = False
     loss: LossWeights = field(default_factory=LossWeights)
     ablation: Ablation = field(default_factory=Ablation)
 

@@ -118,7 +118,9 @@ class CARAT(nn.Module):
         c, d = mc.num_labels, mc.hidden
         self.latent_dim = mc.latent if ab.encoder_decoder else d
 
-        self.input_norms = nn.ModuleDict({m: input_norm(mc.dims[m]) for m in MODALITIES})
+        self.input_norms = nn.ModuleDict(
+            {m: input_norm(mc.dims[m], m, mc.standardize_inputs) for m in MODALITIES}
+        )
         self.resamplers = nn.ModuleDict(
             {}
             if mc.aligned

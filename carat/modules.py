@@ -6,6 +6,7 @@ Shapes use B batch, L steps, D input features, d hidden, C labels.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +20,50 @@ INIT_STD = 0.02
 ATTENTION_CHUNK_ELEMENTS = 2**25  # largest attention-score tensor built at once (128 MB)
 
 
-def input_norm(dim: int) -> nn.LayerNorm:
-    """The learnable per-modality normalisation of raw features (spec 1.1)."""
+def input_norm(dim: int, modality: str, standardize: bool = False) -> nn.LayerNorm:
+    """The learnable per-modality normalisation of raw features (spec 1.1); with
+    ``standardize``, preceded by the training split's per-dimension standardisation."""
+    if standardize:
+        return StandardizedLayerNorm(dim, modality)
     return nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+
+
+class StandardizedLayerNorm(nn.LayerNorm):
+    """Spec 1.1's LayerNorm over ``(x - mean) / std``, per dimension, with the mean and std of
+    the training split (``fit``; saved with the weights).
+
+    A LayerNorm over one step's raw features cannot tell a voice raised in pitch from the same
+    voice: multiplying every frequency (Hz) by one factor leaves its output unchanged, and the
+    dimensions in Hz, degrees or pixels drown those in [0, 1]. Standardising first puts every
+    dimension on one scale.
+    """
+
+    def __init__(self, dim: int, modality: str) -> None:
+        super().__init__(dim, eps=LAYER_NORM_EPS)
+        self.modality = modality
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, rows: torch.Tensor) -> None:
+        """Mean and std of ``rows`` [N, D] (real steps only); a dimension constant there
+        (std < 1e-6) keeps std 1, so that a value it never took is not blown up."""
+        rows = rows.double()
+        std = rows.std(dim=0, correction=0)
+        self.mean.copy_(rows.mean(dim=0))
+        self.std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward((x - self.mean) / self.std)
+
+
+def fit_input_standardization(model: nn.Module, split: Any) -> None:
+    """Fit every :class:`StandardizedLayerNorm` of ``model`` on the real (unpadded) steps of
+    ``split`` (a ``carat.data.types.SplitData``, the training split)."""
+    for module in model.modules():
+        if isinstance(module, StandardizedLayerNorm):
+            present = split.masks[module.modality].astype(bool)
+            module.fit(torch.from_numpy(split.features[module.modality][present]))
 
 
 def bert_init(module: nn.Module) -> None:

@@ -56,6 +56,7 @@ from carat.modeldir import (
     save_model,
     write_metrics,
 )
+from carat.modules import fit_input_standardization
 from carat.optim import build_optimizer
 from carat.plots import (
     plot_attribution_map,
@@ -266,7 +267,9 @@ class _SeedTrainer:
             raise CaratError("distributed training needs train.drop_last: true (equal batches)")
 
         seed_everything(seed)
-        self.model = build_model(cfg, architecture).to(self.device)
+        self.model = build_model(cfg, architecture)
+        fit_input_standardization(self.model, self.train_split)  # no-op unless configured
+        self.model.to(self.device)
         streams = np.random.SeedSequence(seed).spawn(2)
         self.model.rng = np.random.default_rng(streams[0])
         self.order_rng = np.random.default_rng(streams[1])
