@@ -1,7 +1,7 @@
 """`carat-cli demo`: the whole path on the built-in sample, in a few minutes on a laptop CPU.
 
-The sample (``pipeline/sample_data/``, see its README) is 36 short labelled clips with
-transcripts, 2 held-out clips without, and a ~50-s recording strung together from the
+The sample (``pipeline/sample_data/``, see its README) is 46 short labelled clips with
+transcripts, 2 held-out clips without, and a 45-s recording strung together from the
 validation and test clips. The demo extracts the labelled clips' features, aligns them into a
 dataset, trains the small ``demo`` preset, predicts the held-out clips (their words come from
 speech recognition), and predicts the recording as a timeline of utterances, scored against the
