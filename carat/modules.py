@@ -6,7 +6,6 @@ Shapes use B batch, L steps, D input features, d hidden, C labels.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from carat.config import ConfigError
+from carat.data.types import SplitData
 
 LAYER_NORM_EPS = 1e-12  # BERT / TF style, inside the square root
 INIT_STD = 0.02
@@ -57,9 +57,9 @@ class StandardizedLayerNorm(nn.LayerNorm):
         return super().forward((x - self.mean) / self.std)
 
 
-def fit_input_standardization(model: nn.Module, split: Any) -> None:
+def fit_input_standardization(model: nn.Module, split: SplitData) -> None:
     """Fit every :class:`StandardizedLayerNorm` of ``model`` on the real (unpadded) steps of
-    ``split`` (a ``carat.data.types.SplitData``, the training split)."""
+    ``split`` (the training split)."""
     for module in model.modules():
         if isinstance(module, StandardizedLayerNorm):
             present = split.masks[module.modality].astype(bool)

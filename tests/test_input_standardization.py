@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from carat.data import load_dataset, make_synthetic
-from carat.data.types import MODALITIES
+from carat.data.types import MODALITIES, SplitData
 from carat.modeldir import load_model
 from carat.modules import StandardizedLayerNorm, fit_input_standardization, input_norm
 from carat.train import resolve_run_config, run_training
@@ -37,12 +37,12 @@ def test_statistics_come_from_real_steps_and_a_constant_dimension_keeps_std_one(
     features[:, :, 1] = 4.0  # constant dimension
     masks = np.array([[1, 1, 0], [1, 1, 0]])
 
-    class Split:  # the two fields fit_input_standardization reads
-        pass
-
-    split = Split()
-    split.features = {m: features for m in MODALITIES}
-    split.masks = {m: masks for m in MODALITIES}
+    split = SplitData(
+        features={m: features for m in MODALITIES},
+        masks={m: masks for m in MODALITIES},
+        labels=np.zeros((2, 1), dtype=np.float32),
+        ids=["a", "b"],
+    )
     model = nn.ModuleDict({m: input_norm(2, m, standardize=True) for m in MODALITIES})
     fit_input_standardization(model, split)
     norm = model["audio"]
