@@ -9,6 +9,7 @@ nothing can come from the source tree.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -156,7 +157,7 @@ def test_paper_preset_trains_from_the_installed_package(venv: Path, elsewhere: P
     assert (elsewhere / "run" / "model" / "model.safetensors").is_file()
 
 
-def test_demo_runs_from_the_installed_sample(venv: Path, elsewhere: Path) -> None:
+def test_demo_and_predict_run_from_the_installed_sample(venv: Path, elsewhere: Path) -> None:
     cli = str(venv / "bin" / "carat-cli")
     result = run([cli, "demo", "--out", "demo", "--epochs", "1"], cwd=elsewhere, timeout=300)
     site = str(venv / "lib")
@@ -165,3 +166,8 @@ def test_demo_runs_from_the_installed_sample(venv: Path, elsewhere: Path) -> Non
     out = elsewhere / "demo"
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "predictions.json").is_file() and (out / "timeline" / "report.html").is_file()
+    [clip] = venv.glob("lib/python*/site-packages/pipeline/sample_data/held_out/new_sad.mp4")
+    predict = [cli, "predict", str(clip), "--model", "demo/model", "--cache", "demo/features"]
+    [prediction] = json.loads(run([*predict, "--json"], cwd=elsewhere).stdout)
+    assert prediction["cached"] is True  # the demo's features, found through the model's recipe
+    assert [label["label"] for label in prediction["labels"]] == ["happy", "sad", "surprise"]
