@@ -46,7 +46,7 @@ def demo(out: str, workers: int | None, epochs: int | None) -> None:
     for path in result.timeline_files:
         click.echo(f"timeline:     {path}")
     stages = ", ".join(f"{stage} {s:.0f} s" for stage, s in result.seconds.items())
-    # timings on stderr: stdout is the same on every run (tests/test_demo.py compares two)
+    # timings on stderr, so that stdout is the same on every run (docs/demo.md)
     click.echo(f"done in {time.perf_counter() - started:.0f} s ({stages})", err=True)
     click.echo(
         f"next: carat-cli predict YOUR_RECORDING.mp4 --model {result.model} "
