@@ -104,7 +104,7 @@ for i in range(1000):
 def test_sigkill_during_writes_never_leaves_a_trusted_partial_entry(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)])
     deadline = time.monotonic() + 60
-    while len(list(tmp_path.rglob("*.json"))) < 3 and time.monotonic() < deadline:
+    while len(list(tmp_path.rglob("*.npz"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
