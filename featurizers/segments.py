@@ -12,10 +12,15 @@ A recording shorter than ``min_len``, or with only one segment found, is one seg
 it all (source ``"whole"``): the single-clip behaviour. Under ``auto`` so is a clip no longer
 than ``max_len`` (a pre-cut utterance: cutting it would throw away a plain-text transcript and
 run speech recognition twice); an explicit source still cuts it.
+
+With ``speakers`` (auto or a count) the recording is diarized first (``featurizers.speakers``):
+every speech unit is cut where the speaker changes, each segment carries its speaker, and
+segments of two speakers are never joined. A short clip with two voices is cut too.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -29,6 +34,7 @@ from featurizers.asr import DEFAULT_ASR, SAMPLE_RATE, WHISPER_DECODING, load_whi
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
 from featurizers.span import WHOLE, Span
+from featurizers.speakers import SpeakerOptionError, Turn, diarize, parse_speakers
 from featurizers.transcripts import (
     Cue,
     Word,
@@ -61,6 +67,7 @@ _VAD_ON, _VAD_OFF = 0.5, 0.35  # hysteresis: speech starts above ON, ends below 
 _VAD_MIN_SPEECH_S = 0.1
 _VAD_PAD_S = 0.05
 _SNAP_S = 0.5  # how far voice activity may move the edge of a recognised utterance
+_TURN_PAUSE_S = 0.3  # diarization embeds speech stretches joined across shorter silences
 
 
 class SegmentOptionError(MediaError, ValueError):
@@ -73,7 +80,8 @@ class SegmentationSpec:
 
     ``pause``: a silence at least this long ends an utterance (voice activity, timed words,
     recognised words). ``merge_gap``: a short utterance joins a neighbour at most this far away.
-    ``asr``/``language``: the speech model used by ``asr`` segmentation.
+    ``asr``/``language``: the speech model used by ``asr`` segmentation. ``speakers``: auto,
+    none or a count (see ``featurizers.speakers``).
     """
 
     how: str = "auto"
@@ -84,8 +92,13 @@ class SegmentationSpec:
     merge_gap: float = 1.0
     asr: str = DEFAULT_ASR
     language: str | None = "en"
+    speakers: str = "none"
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "speakers", parse_speakers(self.speakers))
+        except SpeakerOptionError as exc:
+            raise SegmentOptionError(str(exc)) from None
         if self.how not in HOW:
             raise SegmentOptionError(f"segments {self.how!r}: use one of {_HOW_HELP}")
         if self.window is not None and not self.window > 0:
@@ -129,7 +142,12 @@ class SegmentationSpec:
         return cls._make(how=how, window=window, **limits)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Its fields; ``speakers`` only when set, so plans and specs stored before it still
+        match."""
+        data = asdict(self)
+        if data["speakers"] == "none":
+            del data["speakers"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmentationSpec:
@@ -155,6 +173,7 @@ class _Unit:
     end: float
     words: list[Word] = field(default_factory=list)
     pauses: list[tuple[float, float]] = field(default_factory=list)
+    speaker: str | None = None
 
     @property
     def length(self) -> float:
@@ -178,21 +197,30 @@ def plan_segments(
     duration = clip.info.duration
     if spec.how == "none" or duration < spec.min_len:
         return [Span(0.0, duration, WHOLE)]
-    if spec.how == "auto" and duration <= spec.max_len:
+    turns = _turns(clip, spec)
+    voices = {t.speaker for t in turns}
+    if spec.how == "auto" and duration <= spec.max_len and len(voices) <= 1:
         # no longer than one utterance may be: a pre-cut clip, kept whole with its own words
-        return [Span(0.0, duration, WHOLE)]
+        return [Span(0.0, duration, WHOLE, speaker=next(iter(voices), None))]
     if spec.how == "fixed":
-        return _finish(_fixed(duration, spec), "fixed", duration)
+        return _finish(_shape(_fixed(duration, spec), spec, duration, turns), "fixed", duration)
     tries = ("transcript", "asr", "vad") if spec.how == "auto" else (spec.how,)
     for source in tries:
         units = _FINDERS[source](clip, spec, transcript, spec.how == source)
         if units:
-            return _finish(_shape(units, spec, duration), source, duration)
+            return _finish(_shape(units, spec, duration, turns), source, duration)
         if units is not None:
             log.info("%s: %s found no speech", clip, source)
     if spec.how != "auto":
         log.warning("%s: %s segmentation found no speech; using fixed windows", clip, spec.how)
-    return _finish(_fixed(duration, spec), "fixed", duration)
+    return _finish(_shape(_fixed(duration, spec), spec, duration, turns), "fixed", duration)
+
+
+def _turns(clip: MediaClip, spec: SegmentationSpec) -> list[Turn]:
+    """Who speaks when (empty without ``speakers``, sound or speech)."""
+    if spec.speakers == "none" or not clip.info.has_audio:
+        return []
+    return diarize(clip, _speech_regions(clip, _TURN_PAUSE_S), spec.speakers)
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -331,6 +359,11 @@ def _from_vad(
     """Speech regions from Silero's per-window probabilities, grouped at ``spec.pause``."""
     if not _has_sound(clip, "voice activity detection", explicit):
         return None
+    return _voice_units(clip, spec.pause)
+
+
+def _voice_units(clip: MediaClip, pause: float) -> list[_Unit]:
+    """Stretches of speech (Silero), joined across silences shorter than ``pause``."""
     probs = _speech_probabilities(clip)
     step = _VAD_WINDOW / SAMPLE_RATE
     regions: list[tuple[float, float]] = []
@@ -347,13 +380,17 @@ def _from_vad(
     units: list[_Unit] = []
     for a, b in regions:
         a, b = max(a - _VAD_PAD_S, 0.0), b + _VAD_PAD_S
-        if units and a - units[-1].end < spec.pause:
+        if units and a - units[-1].end < pause:
             if a > units[-1].end:
                 units[-1].pauses.append((units[-1].end, a))
             units[-1].end = max(units[-1].end, b)
         else:
             units.append(_Unit(a, b))
     return units
+
+
+def _speech_regions(clip: MediaClip, pause: float) -> list[tuple[float, float]]:
+    return [(u.start, min(u.end, clip.info.duration)) for u in _voice_units(clip, pause)]
 
 
 def _speech_probabilities(clip: MediaClip) -> np.ndarray:
@@ -440,15 +477,41 @@ def _fixed(duration: float, spec: SegmentationSpec) -> list[_Unit]:
     return [_Unit(float(a), float(b)) for a, b in pairwise(edges)]
 
 
-def _shape(units: list[_Unit], spec: SegmentationSpec, duration: float) -> list[_Unit]:
-    """Clip to the recording, merge or widen short units, split long ones."""
+def _shape(
+    units: list[_Unit], spec: SegmentationSpec, duration: float, turns: list[Turn]
+) -> list[_Unit]:
+    """Clip to the recording, cut at changes of speaker, merge or widen short units, split
+    long ones."""
     units = _trim_overlaps(sorted(units, key=lambda u: u.start))
     for unit in units:
         unit.start, unit.end = max(unit.start, 0.0), min(unit.end, duration)
-    units = [u for u in units if u.length >= _MIN_UNIT_S]
+    units = [u for u in _by_speaker(units, turns) if u.length >= _MIN_UNIT_S]
     units = _merge_short(units, spec)
     _widen_short(units, spec, duration)
     return [piece for unit in units for piece in _split_long(unit, spec)]
+
+
+def _by_speaker(units: list[_Unit], turns: list[Turn]) -> list[_Unit]:
+    """Each unit cut where the speaker changes (halfway through the silence between two
+    speakers' turns), each piece with its speaker and the words whose midpoint lies in it."""
+    if not turns:
+        return units
+    changes = [
+        (before.end + after.start) / 2
+        for before, after in pairwise(turns)
+        if before.speaker != after.speaker
+    ]
+    speakers = [turns[0].speaker] + [
+        after.speaker for before, after in pairwise(turns) if before.speaker != after.speaker
+    ]
+    pieces = []
+    for unit in units:
+        edges = [unit.start, *(c for c in changes if unit.start < c < unit.end), unit.end]
+        for a, b in pairwise(edges):
+            piece = _part(unit, a, b)
+            piece.speaker = speakers[bisect.bisect(changes, (a + b) / 2)]
+            pieces.append(piece)
+    return pieces
 
 
 def _merge_short(units: list[_Unit], spec: SegmentationSpec) -> list[_Unit]:
@@ -469,7 +532,11 @@ def _merge_short(units: list[_Unit], spec: SegmentationSpec) -> list[_Unit]:
             if 0 <= j < len(units):
                 a, b = sorted((i, j))
                 gap = units[b].start - units[a].end
-                if gap <= spec.merge_gap and units[b].end - units[a].start <= spec.max_len:
+                if (
+                    gap <= spec.merge_gap
+                    and units[b].end - units[a].start <= spec.max_len
+                    and units[a].speaker == units[b].speaker
+                ):
                     options.append((gap, a, b))
         if not options:
             stuck.add(id(units[i]))
@@ -480,7 +547,7 @@ def _merge_short(units: list[_Unit], spec: SegmentationSpec) -> list[_Unit]:
 
 def _join(a: _Unit, b: _Unit) -> _Unit:
     gap = [(a.end, b.start)] if b.start > a.end else []
-    return _Unit(a.start, b.end, a.words + b.words, a.pauses + gap + b.pauses)
+    return _Unit(a.start, b.end, a.words + b.words, a.pauses + gap + b.pauses, a.speaker)
 
 
 def _widen_short(units: list[_Unit], spec: SegmentationSpec, duration: float) -> None:
@@ -523,15 +590,16 @@ def _part(unit: _Unit, start: float, end: float) -> _Unit:
     """The words (by midpoint) and pauses of ``unit`` inside ``[start, end]``."""
     words = [w for w in unit.words if start <= (w.start + w.end) / 2 <= end]
     pauses = [p for p in unit.pauses if start <= p[0] and p[1] <= end]
-    return _Unit(start, end, words, pauses)
+    return _Unit(start, end, words, pauses, unit.speaker)
 
 
 def _finish(units: list[_Unit], source: str, duration: float) -> list[Span]:
     spans = [
-        Span(u.start, min(u.end, duration), source, u.text)
+        Span(u.start, min(u.end, duration), source, u.text, speaker=u.speaker)
         for u in units
         if min(u.end, duration) - u.start >= _MIN_UNIT_S
     ]
     if len(spans) <= 1:
-        return [Span(0.0, duration, WHOLE, spans[0].text if spans else None)]
+        only = spans[0] if spans else Span(0.0, duration)
+        return [Span(0.0, duration, WHOLE, only.text, speaker=only.speaker)]
     return spans

@@ -29,13 +29,15 @@ _DECIMALS = 3  # milliseconds
 @dataclass(frozen=True)
 class Span:
     """``[start, end)`` of recording ``recording``, found by ``source``; ``text``: its words,
-    when known before feature extraction (a transcript cue, speech recognition)."""
+    when known before feature extraction (a transcript cue, speech recognition); ``speaker``:
+    the one voice heard in it, when the recording was diarized."""
 
     start: float
     end: float
     source: str = WHOLE
     text: str | None = None
     recording: str = ""
+    speaker: str | None = None  # who speaks in it (diarization: "S1", "S2", ...), when known
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", round(float(self.start), _DECIMALS))
