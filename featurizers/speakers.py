@@ -206,30 +206,27 @@ def cluster(embeddings: np.ndarray, speakers: str) -> np.ndarray:
         model = AgglomerativeClustering(
             n_clusters=min(int(speakers), len(sample)), metric="cosine", linkage="average"
         )
-    labels = model.fit_predict(sample)
-    centroids = _merge_same_voice(_centroids(sample, labels))
+    labels = _merge_same_voice(sample, model.fit_predict(sample))
+    centroids = np.stack([sample[labels == k].mean(axis=0) for k in np.unique(labels)])
     return np.argmax(embeddings @ centroids.T, axis=1)
 
 
-def _centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    means = np.stack([embeddings[labels == k].mean(axis=0) for k in np.unique(labels)])
-    return means / np.linalg.norm(means, axis=1, keepdims=True)
-
-
-def _merge_same_voice(centroids: np.ndarray) -> np.ndarray:
-    """Join the two closest centroids while they are closer than ``SAME_VOICE_DISTANCE``."""
-    groups = [[c] for c in centroids]
-    while len(groups) > 1:
-        means = np.stack([np.mean(g, axis=0) for g in groups])
-        means /= np.linalg.norm(means, axis=1, keepdims=True)
-        distance = 1 - means @ means.T
-        np.fill_diagonal(distance, np.inf)
-        i, j = np.unravel_index(np.argmin(distance), distance.shape)
-        if distance[i, j] >= SAME_VOICE_DISTANCE:
-            return means
-        groups[min(i, j)] += groups.pop(max(i, j))
-    means = np.stack([np.mean(g, axis=0) for g in groups])
-    return means / np.linalg.norm(means, axis=1, keepdims=True)
+def _merge_same_voice(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Join the two closest clusters while their average cosine distance (the linkage that
+    cut them) is under ``SAME_VOICE_DISTANCE``."""
+    labels = labels.copy()
+    while len(clusters := np.unique(labels)) > 1:
+        members = [embeddings[labels == k] for k in clusters]
+        pairs = [
+            (float(np.mean(1 - members[i] @ members[j].T)), i, j)
+            for i in range(len(clusters))
+            for j in range(i + 1, len(clusters))
+        ]
+        distance, i, j = min(pairs)
+        if distance >= SAME_VOICE_DISTANCE:
+            break
+        labels[labels == clusters[j]] = clusters[i]
+    return labels
 
 
 # --- turns ----------------------------------------------------------------------------------
