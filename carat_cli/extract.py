@@ -7,7 +7,13 @@ import sys
 import click
 
 from carat_cli.common import count, echo_failures, examples, progress_bar, user_errors
-from carat_cli.options import engine_options, preset_option, segment_options, workers_option
+from carat_cli.options import (
+    engine_options,
+    preset_option,
+    segment_options,
+    speakers_option,
+    workers_option,
+)
 
 
 @click.command(
@@ -33,6 +39,9 @@ from carat_cli.options import engine_options, preset_option, segment_options, wo
 @click.option("--strict", is_flag=True, help="Exit non-zero if any clip failed.")
 @click.option("--export-csd", type=click.Path(), help="Also write .csd files here.")
 @segment_options(default="none")
+@speakers_option(
+    "none", "with --segments, segments are cut where the speaker changes and record their speaker"
+)
 @user_errors
 def extract(
     inputs: tuple[str, ...],
@@ -49,6 +58,7 @@ def extract(
     segments: str,
     min_segment: float | None,
     max_segment: float | None,
+    speakers: str,
 ) -> None:
     """Extract features of clips, folders, list files or tar/zip archives into a store
     (cached per clip and featurizer, resumable)."""
@@ -71,6 +81,7 @@ def extract(
             segments=segments,
             min_segment=min_segment,
             max_segment=max_segment,
+            speakers=speakers,
         )
     if summary.total == 0 and shard is not None:
         click.echo(

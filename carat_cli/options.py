@@ -43,6 +43,16 @@ def segment_options(default: str | None, shown: str | None = None) -> Decorator:
     )
 
 
+def speakers_option(default: str, how: str) -> Decorator:
+    """--speakers auto|N|none (``default`` when not given); ``how``: what it does here."""
+    return click.option(
+        "--speakers",
+        default=default,
+        show_default=True,
+        help=f"Speaker diarization: auto, none or a number of speakers; {how}.",
+    )
+
+
 def device_option(default: str | None, shown: str = "") -> Decorator:
     """--device auto|cpu|cuda; ``shown`` says what an unset (None) default means."""
     return click.option(

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from carat_cli.common import examples, progress_bar, user_errors
-from carat_cli.options import cache_option, segment_options
+from carat_cli.options import cache_option, segment_options, speakers_option
 from pipeline.writers import INPUTS, RECORDING, WRITERS, Writer, get_writer, write_recording_files
 
 DEFAULT_OUTPUT = "table"  # what predict prints when no other printed format is asked for
@@ -56,6 +56,7 @@ def chosen_outputs(outputs: dict[str, Any]) -> tuple[Writer, dict[str, str | Non
         "carat-cli predict clip.mp4 --model demo-output/model",
         "carat-cli predict clips/ --model runs/mine/model --csv > predictions.csv",
         "carat-cli predict interview.mp4 --model M --srt emotions.srt --report report.html",
+        "carat-cli predict interview.mp4 --model M --speakers 2 --eaf interview.eaf",
         "carat-cli predict lecture.mp4 --model M --segments fixed:10 --plot timeline.png",
     )
 )
@@ -67,6 +68,10 @@ def chosen_outputs(outputs: dict[str, Any]) -> tuple[Writer, dict[str, str | Non
     shown="the model's: as its training data was cut; auto for a model trained on whole clips "
     "or labelled intervals",
 )
+@speakers_option(
+    "auto",
+    "segments never straddle a change of speaker and every output names each one's speaker",
+)
 @output_options
 @cache_option
 @user_errors
@@ -77,6 +82,7 @@ def predict(
     segments: str | None,
     min_segment: float | None,
     max_segment: float | None,
+    speakers: str,
     cache: str | None,
     **outputs: Any,
 ) -> None:
@@ -96,8 +102,12 @@ def predict(
             segments=segments,
             min_segment=min_segment,
             max_segment=max_segment,
+            speakers=speakers,
         )
     written = write_recording_files(results, files)
+    for result in results:
+        for note in [] if result.timeline is None else result.timeline.notes:
+            click.echo(f"note: {result.source}: {note}", err=True)
     click.echo(printer.render(results), nl=False)
     if printer.name == DEFAULT_OUTPUT:
         for path in written:

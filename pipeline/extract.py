@@ -200,13 +200,20 @@ def parse_segmentation(
     segments: str | Mapping[str, Any] | Any | None,
     min_segment: float | None = None,
     max_segment: float | None = None,
+    speakers: str = "none",
 ) -> dict[str, Any] | None:
     """``--segments`` (text, a spec dict or a ``SegmentationSpec``) with ``--min-segment`` /
-    ``--max-segment`` -> the segmentation spec as a dict, or None for whole clips (``none``)."""
+    ``--max-segment`` / ``--speakers`` -> the segmentation spec as a dict, or None for whole
+    clips (``none``)."""
     if segments is None or (isinstance(segments, str) and segments.strip() == "none"):
-        if min_segment is not None or max_segment is not None:
+        given = [
+            flag
+            for flag, value in (("--min-segment", min_segment), ("--max-segment", max_segment))
+            if value is not None
+        ] + (["--speakers"] if str(speakers).strip().lower() != "none" else [])
+        if given:
             raise PipelineError(
-                "--min-segment/--max-segment apply to segmented recordings; give --segments "
+                f"{'/'.join(given)} apply to segmented recordings; give --segments "
                 "auto|transcript|asr|vad|fixed:SECONDS too"
             )
         return None
@@ -220,6 +227,8 @@ def parse_segmentation(
             spec = segments
         limits = {"min_len": min_segment, "max_len": max_segment}
         spec = replace(spec, **{k: float(v) for k, v in limits.items() if v is not None})
+        if str(speakers).strip().lower() != "none":
+            spec = replace(spec, speakers=str(speakers))
     except (ValueError, TypeError) as exc:
         raise PipelineError(f"--segments {shown}: {exc}") from None
     if spec.how == "none":
@@ -244,6 +253,7 @@ def run_extract(
     min_segment: float | None = None,
     max_segment: float | None = None,
     spans: Sequence[Span] | None = None,
+    speakers: str = "none",
 ) -> ExtractSummary:
     """Extract features of every clip in ``inputs`` into the store at ``out``.
 
@@ -252,7 +262,9 @@ def run_extract(
     and after each clip or segment (the total grows as recordings are planned).
     ``segments`` cuts each recording into segments (see :func:`parse_segmentation`; None or
     ``"none"``: whole clips). ``spans`` (of interval labels; each names its recording's clip
-    id) gives the segments instead, and restricts the run to those recordings.
+    id) gives the segments instead, and restricts the run to those recordings. ``speakers``
+    (auto or a count) diarizes segmented recordings: segments are cut where the speaker changes
+    and each records its speaker in the manifest.
     """
     from featurizers.presets import parse_modalities
 
@@ -267,7 +279,9 @@ def run_extract(
         for span in spans:
             intervals.setdefault(span.recording, []).append(span)
     segmentation = (
-        None if intervals is not None else parse_segmentation(segments, min_segment, max_segment)
+        None
+        if intervals is not None
+        else parse_segmentation(segments, min_segment, max_segment, speakers)
     )
     if factory is None:
         factory = preset_factory(preset, wanted)

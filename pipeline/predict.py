@@ -40,6 +40,7 @@ from featurizers.cache import cache_dir
 from featurizers.registry import SpecMismatch, registration
 from featurizers.segments import SegmentationSpec
 from featurizers.span import Span
+from featurizers.speakers import parse_speakers
 from pipeline import featurize
 from pipeline.errors import PipelineError
 from pipeline.presence import model_inputs
@@ -107,7 +108,10 @@ class ClipPrediction:
             "attribution": ATTRIBUTION_METHOD,
             "duration": None if timeline is None else timeline.duration,
             "segmentation": None if timeline is None else timeline.segmentation,
-            "segments": [] if timeline is None else [asdict(s) for s in timeline.segments],
+            "segments": []
+            if timeline is None
+            else [{**asdict(s), "speaker": s.speaker} for s in timeline.segments],
+            "notes": [] if timeline is None else timeline.notes,
             "error": self.error,
         }
 
@@ -151,13 +155,18 @@ def rebuild_featurizers(recipe: FeatureRecipe, model_dir: Path) -> dict[str, Fea
 
 
 def _segmentation(
-    segments: str | None, limits: dict[str, float], recipe: FeatureRecipe
+    segments: str | None, limits: dict[str, float], recipe: FeatureRecipe, speakers: str
 ) -> SegmentationSpec:
-    """``--segments`` when given, else the model's; ``limits`` (min_len/max_len) on either."""
+    """``--segments`` when given, else the model's; ``limits`` (min_len/max_len) and
+    ``speakers`` on either."""
+    try:
+        speakers = parse_speakers(speakers)
+    except ValueError as exc:
+        raise PipelineError(f"--speakers {speakers}: {exc}") from None
     try:
         if segments is not None:
-            return SegmentationSpec.parse(segments, **limits)
-        return replace(recipe.prediction_segmentation(), **limits)
+            return SegmentationSpec.parse(segments, speakers=speakers, **limits)
+        return replace(recipe.prediction_segmentation(), speakers=speakers, **limits)
     except ValueError as exc:
         given = segments if segments is not None else "(the model's)"
         raise PipelineError(f"--segments {given}: {exc}") from exc
@@ -172,7 +181,8 @@ class Predictor:
     ``segments``: how recordings are cut (``SegmentationSpec.parse`` values: auto, transcript,
     asr, vad, fixed:SECONDS, none); None: as the model's training data was cut (its recipe's
     segmentation; auto for whole clips or labelled intervals). ``min_segment``/``max_segment``
-    (seconds) apply to either.
+    (seconds) apply to either. ``speakers``: auto, none or a count: the recording is diarized
+    and cut where the speaker changes (``featurizers.speakers``), each segment with its speaker.
     """
 
     def __init__(
@@ -183,6 +193,7 @@ class Predictor:
         segments: str | None = None,
         min_segment: float | None = None,
         max_segment: float | None = None,
+        speakers: str = "auto",
     ) -> None:
         self.model_dir = Path(model_dir)
         limits = {
@@ -191,7 +202,7 @@ class Predictor:
         self.model, self.info = load_model(self.model_dir, device=device)
         self.device = torch.device(device)
         self.recipe = model_recipe(self.info.feature_spec, self.model_dir)
-        self.segmentation = _segmentation(segments, limits, self.recipe)
+        self.segmentation = _segmentation(segments, limits, self.recipe, speakers)
         self.featurizers = rebuild_featurizers(self.recipe, self.model_dir)
         self.settings = self.recipe.alignment
         self.store = FeatureStore(cache_dir if cache_dir is not None else default_cache_dir())
@@ -298,6 +309,7 @@ class Predictor:
             threshold=self.info.threshold,
             segmentation=_segmentation_name(self.segmentation, spans),
             segments=sorted(results, key=lambda r: r.index),
+            notes=_speaker_notes(self.segmentation, spans),
         )
         return ClipPrediction(
             clip_id=clip.clip_id,
@@ -360,6 +372,17 @@ def _unpredictable(
     return SegmentResult.of(index, span, [], [], [], dict(missing or {}), error=reason)
 
 
+def _speaker_notes(spec: SegmentationSpec, spans: Sequence[Span]) -> list[str]:
+    """A line when fewer voices were heard than ``--speakers N`` asked for."""
+    found = len({s.speaker for s in spans if s.speaker is not None})
+    if not spec.speakers.isdigit() or found >= int(spec.speakers):
+        return []
+    return [
+        f"--speakers {spec.speakers}: {found} distinct voice{'s' if found != 1 else ''} heard; "
+        "the result has the speakers found"
+    ]
+
+
 def _segmentation_name(spec: SegmentationSpec, spans: Sequence[Span]) -> str:
     """What cut the recording: the source of its spans (``fixed:10`` with its window)."""
     sources = sorted({s.source for s in spans})
@@ -377,9 +400,15 @@ def predict_clips(
     segments: str | None = None,
     min_segment: float | None = None,
     max_segment: float | None = None,
+    speakers: str = "auto",
 ) -> list[ClipPrediction]:
     """Load the model in ``model_dir`` and predict every clip of ``paths`` (see Predictor)."""
     predictor = Predictor(
-        model_dir, cache_dir, segments=segments, min_segment=min_segment, max_segment=max_segment
+        model_dir,
+        cache_dir,
+        segments=segments,
+        min_segment=min_segment,
+        max_segment=max_segment,
+        speakers=speakers,
     )
     return predictor.predict(paths, transcript=transcript, progress=progress)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ class SegmentResult:
     error: str | None = None
     span: Span | None = None  # the span it was predicted on (its recording, source, text)
 
+    @property
+    def speaker(self) -> str | None:
+        """Who speaks in it (``S1``, ...), when the recording was diarized."""
+        return None if self.span is None else self.span.speaker
+
     @classmethod
     def of(
         cls,
@@ -93,6 +98,7 @@ class Timeline:
     threshold: float
     segmentation: str
     segments: list[SegmentResult]
+    notes: list[str] = field(default_factory=list)  # what the reader should know (one line each)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: plain dicts, lists, strings and numbers."""
@@ -170,10 +176,14 @@ def short_words(words: Sequence[str], limit: int) -> str:
     return cut.rstrip() + "…"
 
 
-def label_time_share(timeline: Timeline) -> dict[str, float]:
-    """Per label, the share of the predicted time (seconds of predictable segments) in which it
-    is present. 0.0 for every label when no segment was predictable."""
-    predictable = [s for s in timeline.segments if s.error is None]
+def label_time_share(
+    timeline: Timeline, segments: Sequence[SegmentResult] | None = None
+) -> dict[str, float]:
+    """Per label, the share of the predicted time (seconds of predictable ``segments``, all of
+    the timeline's by default) in which it is present. 0.0 for every label when no segment was
+    predictable."""
+    chosen = timeline.segments if segments is None else segments
+    predictable = [s for s in chosen if s.error is None]
     analysed = sum(s.end - s.start for s in predictable)
     share = dict.fromkeys(timeline.label_names, 0.0)
     if analysed <= 0:
@@ -183,3 +193,18 @@ def label_time_share(timeline: Timeline) -> dict[str, float]:
             if score.predicted and score.label in share:
                 share[score.label] += (seg.end - seg.start) / analysed
     return share
+
+
+def speakers_of(timeline: Timeline) -> list[str]:
+    """The speakers of a diarized recording in order of first speech (empty if none)."""
+    ordered = sorted(timeline.segments, key=lambda s: (s.start, s.index))
+    return list(dict.fromkeys(s.speaker for s in ordered if s.speaker is not None))
+
+
+def speaker_label_share(timeline: Timeline) -> dict[str, dict[str, float]]:
+    """Per speaker, :func:`label_time_share` over that speaker's segments: the share of their
+    speaking time with each emotion."""
+    return {
+        speaker: label_time_share(timeline, [s for s in timeline.segments if s.speaker == speaker])
+        for speaker in speakers_of(timeline)
+    }

@@ -364,13 +364,13 @@ def test_modalities_are_carats():
 
 
 def test_every_format_is_a_writer_found_by_name():
-    assert list(WRITERS) == ["table", "json", "csv", "srt", "vtt", "png", "html"]
+    assert list(WRITERS) == ["table", "json", "csv", "srt", "vtt", "png", "html", "eaf"]
     assert {w.scope for n, w in WRITERS.items() if n in ("table", "json", "csv")} == {INPUTS}
-    assert {w.scope for n, w in WRITERS.items() if n in ("srt", "vtt", "png", "html")} == {
+    assert {w.scope for n, w in WRITERS.items() if n in ("srt", "vtt", "png", "html", "eaf")} == {
         RECORDING
     }
-    with pytest.raises(PipelineError, match="no output format 'eaf'; the formats are: table"):
-        get_writer("eaf")
+    with pytest.raises(PipelineError, match="no output format 'docx'; the formats are: table"):
+        get_writer("docx")
 
 
 def test_a_writer_writes_the_same_to_a_stream_and_a_file(tmp_path):

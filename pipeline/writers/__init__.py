@@ -7,7 +7,7 @@ registers itself with ``@writer(...)``, named in the import below.
 """
 
 # Importing a writer module registers it; this order is the order predict's --help lists them.
-from pipeline.writers import table, json, csv, srt, vtt, png, html  # noqa: F401, I001
+from pipeline.writers import table, json, csv, srt, vtt, png, html, eaf  # noqa: F401, I001
 from pipeline.writers.registry import (
     INPUTS,
     RECORDING,

@@ -17,6 +17,7 @@ SEGMENT_COLUMNS = (
     "segment",
     "start",
     "end",
+    "speaker",
     "label",
     "probability",
     "predicted",
@@ -40,6 +41,7 @@ def segment_rows(timeline: Timeline) -> Iterator[dict[str, Any]]:
             "segment": seg.index,
             "start": f"{seg.start:.3f}",
             "end": f"{seg.end:.3f}",
+            "speaker": seg.speaker or "",
             "present": ";".join(sorted(seg.present, key=modality_rank)),
             "missing": "; ".join(
                 f"{m}: {seg.missing[m]}" for m in sorted(seg.missing, key=modality_rank)

@@ -17,9 +17,11 @@ def cue_time(seconds: float, separator: str) -> str:
 
 
 def cue_lines(seg: SegmentResult, threshold: float, words_chars: int) -> list[str]:
-    """Line 1 the segment's emotions (and missing modalities); line 2 its first words, up to
-    ``words_chars`` characters (0 leaves it out)."""
-    lines = [segment_line(seg, threshold)]
+    """Line 1 the segment's emotions (and missing modalities), after its speaker when the
+    recording was diarized (``S2: sad 0.62``); line 2 its first words, up to ``words_chars``
+    characters (0 leaves it out)."""
+    speaker = f"{seg.speaker}: " if seg.speaker else ""
+    lines = [speaker + segment_line(seg, threshold)]
     if words_chars > 0 and seg.words:
         lines.append(short_words(seg.words, words_chars))
     # A cue's text may not hold an arrow or a blank line: either would end the cue early.

@@ -24,6 +24,8 @@ from pipeline.timeline import (
     label_time_share,
     modality_rank,
     segment_line,
+    speaker_label_share,
+    speakers_of,
 )
 from pipeline.writers.registry import RECORDING, writer
 from pipeline.writers.style import label_colours, tick_step
@@ -47,7 +49,8 @@ def _rect(x0: float, x1: float, y: float, height: float, title: str = "", **attr
 def _timeline_svg(timeline: Timeline, segments: Sequence[SegmentResult]) -> str:
     """The report's figure: one lane per label (a bar per segment as high as its probability,
     solid when the label is present, the threshold dashed), one thin lane per modality (grey
-    where present), a time axis; every segment is a clickable column (``data-segment``)."""
+    where present), one thin lane per speaker of a diarized recording (dark where they speak),
+    a time axis; every segment is a clickable column (``data-segment``)."""
     span = timeline.axis_seconds
     right = _SVG_WIDTH - _SVG_RIGHT
 
@@ -67,7 +70,9 @@ def _timeline_svg(timeline: Timeline, segments: Sequence[SegmentResult]) -> str:
 
     colours = label_colours(timeline.label_names)
     modalities_top = len(colours) * (_LANE_HEIGHT + _LANE_GAP) + 4
-    axis_y = modalities_top + len(MODALITY_ORDER) * (_MODALITY_HEIGHT + _MODALITY_GAP) + 2
+    speakers = speakers_of(timeline)
+    thin_lanes = [*MODALITY_ORDER, *speakers]
+    axis_y = modalities_top + len(thin_lanes) * (_MODALITY_HEIGHT + _MODALITY_GAP) + 2
     parts = [
         f'<svg id="timeline" viewBox="0 0 {_SVG_WIDTH} {axis_y + 22}" role="img" '
         'aria-label="emotion probability per segment over time">',
@@ -99,6 +104,14 @@ def _timeline_svg(timeline: Timeline, segments: Sequence[SegmentResult]) -> str:
             _rect(x(seg.start), x(seg.end), top, _MODALITY_HEIGHT, fill="#8a8a8a")
             for seg in segments
             if modality in seg.present
+        ]
+    for row, speaker in enumerate(speakers, start=len(MODALITY_ORDER)):
+        top = modalities_top + row * (_MODALITY_HEIGHT + _MODALITY_GAP)
+        parts.append(text(_SVG_LEFT - 6, top + _MODALITY_HEIGHT - 1, speaker, "modality"))
+        parts += [
+            _rect(x(seg.start), x(seg.end), top, _MODALITY_HEIGHT, fill="#3b3b3b")
+            for seg in segments
+            if seg.speaker == speaker
         ]
     step, tick = tick_step(span), 0.0
     while tick <= span + 1e-9:
@@ -200,15 +213,24 @@ def _summary(timeline: Timeline, segments: Sequence[SegmentResult]) -> str:
         for k, v in facts
     )
     colours = label_colours(timeline.label_names)
-    bars = "".join(
-        f'<div class="share"><span class="name">{html.escape(label)}</span>'
-        f'<span class="bar"><i style="width:{share * 100:.1f}%;background:{colours[label]}">'
-        f'</i></span><span class="pct">{share * 100:.0f}%</span></div>'
-        for label, share in label_time_share(timeline).items()
+    per_speaker = "".join(
+        f"<h3>{html.escape(speaker)}: share of their speaking time with each emotion</h3>"
+        f'<div class="shares">{_share_bars(shares, colours)}</div>'
+        for speaker, shares in speaker_label_share(timeline).items()
     )
     return (
         f'<div class="facts">{cards}</div><h3>Share of the predicted time each emotion is '
-        f'present</h3><div class="shares">{bars}</div>'
+        f'present</h3><div class="shares">{_share_bars(label_time_share(timeline), colours)}'
+        f"</div>{per_speaker}"
+    )
+
+
+def _share_bars(shares: dict[str, float], colours: dict[str, str]) -> str:
+    return "".join(
+        f'<div class="share"><span class="name">{html.escape(label)}</span>'
+        f'<span class="bar"><i style="width:{share * 100:.1f}%;background:{colours[label]}">'
+        f'</i></span><span class="pct">{share * 100:.0f}%</span></div>'
+        for label, share in shares.items()
     )
 
 

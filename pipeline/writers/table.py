@@ -12,6 +12,7 @@ from pipeline.timeline import (
     clock,
     segment_line,
     short_words,
+    speakers_of,
 )
 from pipeline.writers.registry import INPUTS, writer
 
@@ -69,25 +70,31 @@ def _modality_marks(seg: SegmentResult) -> str:
 
 
 def timeline_table(timeline: Timeline, words_chars: int = 40) -> str:
-    """A cut recording: a summary line, then one row per segment (time range, modalities
-    present as ``TVA``, present labels with probabilities, the first words)."""
+    """A cut recording: a summary line, then one row per segment (time range, its speaker when
+    the recording was diarized, modalities present as ``TVA``, present labels with
+    probabilities, the first words), then the notes."""
     segments = timeline.ordered()
     header = (
         f"{timeline.source}: {clock(timeline.duration)}, {len(segments)} segments "
         f"({timeline.segmentation}), labels at >= {timeline.threshold:.2f}"
     )
     spans = [f"{clock(s.start)}-{clock(s.end)}" for s in segments]
+    time_title = "time"
+    if speakers_of(timeline):
+        spans = [f"{span}  {s.speaker or '-':<3}" for span, s in zip(spans, segments, strict=True)]
+        time_title = f"{'time':<{len(spans[0]) - 5}}who"
     emotions = [segment_line(s, timeline.threshold) for s in segments]
-    span_width = max([len("time"), *map(len, spans)])
+    span_width = max([len(time_title), *map(len, spans)])
     # An unpredictable segment's reason ends its row (it has no words), so it sets no width.
     predictable = [segment_line(s, timeline.threshold) for s in segments if s.error is None]
     width = max(map(len, predictable), default=0)
     width = max(width, len("emotions"))
-    lines = [header, f"{'#':>4}  {'time':<{span_width}}  TVA  {'emotions':<{width}}  words"]
+    lines = [header, f"{'#':>4}  {time_title:<{span_width}}  TVA  {'emotions':<{width}}  words"]
     for seg, span, said in zip(segments, spans, emotions, strict=True):
         row = f"{seg.index:>4}  {span:<{span_width}}  {_modality_marks(seg)}  {said:<{width}}"
         if seg.error is None:
             row += "  " + (short_words(seg.words, words_chars) if seg.words else "-")
         lines.append(row.rstrip())
     lines.append("TVA: text, visual, audio present (· absent)")
+    lines += [f"note: {note}" for note in timeline.notes]
     return "\n".join(lines)
