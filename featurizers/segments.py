@@ -197,7 +197,7 @@ def plan_segments(
     duration = clip.info.duration
     if spec.how == "none" or duration < spec.min_len:
         return [Span(0.0, duration, WHOLE)]
-    turns = _turns(clip, spec)
+    turns = speaker_turns(clip, spec)
     voices = {t.speaker for t in turns}
     if spec.how == "auto" and duration <= spec.max_len and len(voices) <= 1:
         # no longer than one utterance may be: a pre-cut clip, kept whole with its own words
@@ -216,7 +216,7 @@ def plan_segments(
     return _finish(_shape(_fixed(duration, spec), spec, duration, turns), "fixed", duration)
 
 
-def _turns(clip: MediaClip, spec: SegmentationSpec) -> list[Turn]:
+def speaker_turns(clip: MediaClip, spec: SegmentationSpec) -> list[Turn]:
     """Who speaks when (empty without ``speakers``, sound or speech)."""
     if spec.speakers == "none" or not clip.info.has_audio:
         return []
