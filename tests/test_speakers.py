@@ -120,3 +120,23 @@ def test_no_speech_gives_no_turns(tmp_path: Path) -> None:
     assert diarize(clip, [], "auto") == []
     spans = plan_segments(clip, SegmentationSpec(speakers="auto", how="vad"))
     assert [s.speaker for s in spans] == [None]
+
+
+def test_extract_records_each_segments_speaker(tmp_path: Path) -> None:
+    from pipeline.errors import PipelineError
+    from pipeline.extract import run_extract
+    from pipeline.store import FeatureStore
+
+    out = tmp_path / "store"
+    summary = run_extract(
+        [TWO], out, modalities="audio", workers=1, segments="vad", speakers="auto"
+    )
+    assert summary.failed == []
+    segments = sorted(
+        (r.segment["start"], r.segment["speaker"])
+        for r in FeatureStore(out).manifest().values()
+        if r.segment is not None
+    )
+    assert [speaker for _, speaker in segments] == ["S1", "S2", "S1", "S2", "S1"]
+    with pytest.raises(PipelineError, match="--speakers apply to segmented recordings"):
+        run_extract([TWO], tmp_path / "whole", modalities="audio", speakers="2")
