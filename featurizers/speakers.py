@@ -243,7 +243,10 @@ def diarize(
         return []
     windows = window_centres(speech)
     mel = track_mel(clip)
-    embeddings = embed_windows(mel, [c for _, c in windows])
+    try:
+        embeddings = embed_windows(mel, [c for _, c in windows])
+    except ImportError as exc:  # the encoder's weights are not installed
+        raise MediaError(f"speaker diarization: {exc}; or give --speakers none") from None
     labels = _smooth(cluster(embeddings, speakers), [r for r, _ in windows])
     turns = _runs(speech, windows, labels)
     turns = _drop_brief_speakers(turns)
