@@ -5,6 +5,7 @@ memory of `predict` with speech recognition + diarization.
   taking five turns, true turns beside it).
 - Synthetic interview: two espeak-ng voices (en-us male; en-gb female with its formants raised
   by 1.3x, so that the two differ as two people do) taking eight turns; needs espeak-ng.
+- The two-person interview video of tests/fixtures/make_interview.py, when it is there.
 - Speed and memory: 1- and 10-minute recordings of the real voices' turns repeated, predicted
   (speech recognition + diarization, no transcript) in a fresh process each, with an untrained
   model of the default features (its scores do not matter here); wall time, CPU time and peak RSS.
@@ -42,6 +43,7 @@ from featurizers.speakers import Turn  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
 REAL = FIXTURES / "two_speakers.ogg"
+INTERVIEW = FIXTURES / "interview.mp4"  # tests/fixtures/make_interview.py: two faces, two voices
 COLLAR_S = 0.25
 FRAME_S = 0.01
 RATE = 16_000
@@ -179,6 +181,11 @@ def main() -> None:
             f"DER synthetic interview (espeak-ng, {truth[-1].end:.0f} s, {len(truth)} turns): "
             f"{synthetic:.1%} ({found} speakers)"
         )
+        if INTERVIEW.with_suffix(".truth.json").is_file():  # the faces' fixture, when present
+            rows = json.loads(INTERVIEW.with_suffix(".truth.json").read_text())["turns"]
+            truth = [Turn(r["start"], r["end"], r["speaker"]) for r in rows]
+            video, found = diarization_error(INTERVIEW, truth)
+            print(f"DER interview video ({INTERVIEW.name}): {video:.1%} ({found} speakers)")
         print(f"(collar {COLLAR_S} s each side of a true boundary)")
         if args.skip_speed:
             return
