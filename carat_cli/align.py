@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from carat_cli.common import count, echo_failures, examples, user_errors
-from carat_cli.options import engine_options, preset_option, workers_option
+from carat_cli.options import engine_options, preset_option, speakers_option, workers_option
 
 
 @click.command(
@@ -37,6 +37,9 @@ from carat_cli.options import engine_options, preset_option, workers_option
 @preset_option
 @workers_option
 @engine_options
+@speakers_option(
+    "none", "with --videos, each labelled interval (not cut) names the speaker heard most in it"
+)
 @click.option("--mode", type=click.Choice(["aligned", "unaligned"]), default="aligned")
 @click.option(
     "--max-len",
@@ -65,6 +68,7 @@ def align(
     workers: int | None,
     engine: str,
     address: str | None,
+    speakers: str,
     mode: str,
     max_len: str | None,
     weighted: bool,
@@ -91,7 +95,9 @@ def align(
         label_names=names,
         strict=strict,
     )
-    extract = ExtractOptions(preset=preset, workers=workers, engine=engine, address=address)
+    extract = ExtractOptions(
+        preset=preset, workers=workers, engine=engine, address=address, speakers=speakers
+    )
     summary = build_dataset(features_dir, labels, out, options, list(videos) or None, extract)
     if summary.extract is not None:
         done = summary.extract

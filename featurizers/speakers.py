@@ -23,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -322,3 +323,14 @@ def _drop_brief_speakers(turns: list[Turn]) -> list[Turn]:
             merged.append(t)
     names: dict[str, str] = {}
     return [Turn(t.start, t.end, names.setdefault(t.speaker, f"S{len(names) + 1}")) for t in merged]
+
+
+def main_speaker(turns: Sequence[Turn], span: Any) -> str | None:
+    """The speaker heard longest inside ``span`` (anything with ``start``/``end``), or None
+    when no turn overlaps it."""
+    heard: dict[str, float] = {}
+    for t in turns:
+        overlap = min(t.end, span.end) - max(t.start, span.start)
+        if overlap > 0:
+            heard[t.speaker] = heard.get(t.speaker, 0.0) + overlap
+    return max(heard, key=heard.__getitem__) if heard else None

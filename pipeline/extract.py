@@ -45,6 +45,7 @@ from featurizers.base import Featurizer, FeaturizerSpec, MediaError
 from featurizers.media import MediaClip
 from featurizers.segments import SegmentationSpec
 from featurizers.span import Span
+from featurizers.speakers import parse_speakers
 from pipeline import featurize
 from pipeline.engine import WAIT, Engine, TaskFailure, make_engine
 from pipeline.errors import PipelineError
@@ -68,6 +69,7 @@ class PlanTask:
     store_root: str
     segmentation: dict[str, Any] | None
     given: tuple[Span, ...] | None = None
+    speakers: str = "none"  # given spans: diarize the recording and name each span's speaker
 
     def __str__(self) -> str:
         return f"{self.clip.clip_id} (planning)"
@@ -167,7 +169,7 @@ def plan_recording(task: PlanTask) -> dict[str, Any]:
     try:
         if task.given is not None:
             media = MediaClip(task.clip.path, decode_threads=1)
-            plan, problems = featurize.given_plan(task.clip, task.given, media)
+            plan, problems = featurize.given_plan(task.clip, task.given, media, task.speakers)
             return {"plan": plan, "problems": problems}
         spec = SegmentationSpec.from_dict(task.segmentation or {})
         return {"plan": featurize.plan(FeatureStore(task.store_root), task.clip, spec)}
@@ -264,7 +266,8 @@ def run_extract(
     ``"none"``: whole clips). ``spans`` (of interval labels; each names its recording's clip
     id) gives the segments instead, and restricts the run to those recordings. ``speakers``
     (auto or a count) diarizes segmented recordings: segments are cut where the speaker changes
-    and each records its speaker in the manifest.
+    and each records its speaker in the manifest; given ``spans`` are not cut, each is given the
+    speaker heard most in it.
     """
     from featurizers.presets import parse_modalities
 
@@ -308,7 +311,10 @@ def run_extract(
     report(0, summary.total)
     if isinstance(engine, str):
         engine = make_engine(engine, workers=workers, address=address)
-    plan = _Plan(segmentation, intervals)
+    try:
+        plan = _Plan(segmentation, intervals, parse_speakers(speakers))
+    except ValueError as exc:
+        raise PipelineError(f"--speakers {speakers}: {exc}") from None
     with store.open_manifest() as manifest:
         run = _Run(store, manifest, summary, report, factory, specs, plan)
         spool = _fresh_spool(store.root)
@@ -339,6 +345,7 @@ class ExtractOptions:
     address: str | None = None
     factory: FeaturizerFactory | None = None
     progress: Callable[[int, int], None] | None = None
+    speakers: str = "none"  # auto or a count: each span's speaker, found by diarization
 
 
 def extract_spans(
@@ -356,6 +363,7 @@ def extract_spans(
         factory=options.factory,
         progress=options.progress,
         spans=spans,
+        speakers=options.speakers,
     )
 
 
@@ -365,6 +373,7 @@ class _Plan:
 
     segmentation: dict[str, Any] | None
     intervals: Mapping[str, Sequence[Span]] | None  # clip id -> its labelled spans
+    speakers: str = "none"  # with intervals: name each one's speaker (diarization)
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -454,7 +463,7 @@ class _Run:
         self._opened(clip).pending += 1
         self.planning += 1
         root = str(self.store.root)
-        self.queue.append(PlanTask(clip, root, self.plan.segmentation, given))
+        self.queue.append(PlanTask(clip, root, self.plan.segmentation, given, self.plan.speakers))
 
     def _opened(self, clip: OpenedClip) -> _Open:
         return self.open.setdefault(clip.clip_id, _Open(clip))

@@ -17,14 +17,15 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from featurizers.base import FeatureSequence, Featurizer, FeaturizerSpec, MediaError
 from featurizers.media import MediaClip
-from featurizers.segments import SegmentationSpec, plan_segments
+from featurizers.segments import SegmentationSpec, plan_segments, speaker_turns
 from featurizers.span import WHOLE, Span
+from featurizers.speakers import main_speaker
 from pipeline.sources import OpenedClip
 from pipeline.store import DONE, FAILED, FeatureStore, Plan
 
@@ -93,11 +94,14 @@ def plan(
 
 
 def given_plan(
-    clip: OpenedClip, intervals: Sequence[Span], media: MediaClip
+    clip: OpenedClip, intervals: Sequence[Span], media: MediaClip, speakers: str = "none"
 ) -> tuple[Plan, dict[str, str]]:
     """The spans of interval labels as the recording's plan, and those that do not fit in it
-    (span id -> one line saying why)."""
+    (span id -> one line saying why). ``speakers`` (auto or a count): the recording is
+    diarized and each span named after the speaker heard most in it (spans are not cut: their
+    labels are for the whole interval)."""
     duration = float(media.info.duration)
+    turns = speaker_turns(media, SegmentationSpec(speakers=speakers))
     spans, problems = [], {}
     for interval in intervals:
         span = interval.of(clip.clip_id)
@@ -108,7 +112,7 @@ def given_plan(
                 "the interval is left out"
             )
         else:
-            spans.append(span)
+            spans.append(replace(span, speaker=main_speaker(turns, span)))
     return Plan(duration, tuple(spans)), problems
 
 

@@ -140,3 +140,21 @@ def test_extract_records_each_segments_speaker(tmp_path: Path) -> None:
     assert [speaker for _, speaker in segments] == ["S1", "S2", "S1", "S2", "S1"]
     with pytest.raises(PipelineError, match="--speakers apply to segmented recordings"):
         run_extract([TWO], tmp_path / "whole", modalities="audio", speakers="2")
+
+
+def test_labelled_intervals_are_named_after_their_speaker(tmp_path: Path) -> None:
+    from featurizers.span import LABELS, Span
+    from pipeline.extract import run_extract
+    from pipeline.store import FeatureStore
+
+    truth = true_turns()
+    intervals = [Span(t.start, t.end, LABELS, recording=TWO.name) for t in truth]
+    out = tmp_path / "store"
+    run_extract([TWO], out, modalities="audio", workers=1, spans=intervals, speakers="auto")
+    found = sorted(
+        (r.segment["start"], r.segment["speaker"], r.segment["end"])
+        for r in FeatureStore(out).manifest().values()
+    )
+    # the intervals are kept as labelled (not cut), each with the speaker heard in it
+    assert [(a, b) for a, _, b in found] == [(t.start, t.end) for t in truth]
+    assert [s for _, s, _ in found] == ["S1", "S2", "S1", "S2", "S1"]
