@@ -279,9 +279,12 @@ def _runs(
 ) -> list[Turn]:
     """Turns: each region cut halfway between neighbouring windows of different labels, runs
     of one label across regions joined, speakers renamed by first appearance."""
+    by_region: dict[int, list[tuple[float, int]]] = {}
+    for (region, centre), label in zip(windows, labels, strict=True):
+        by_region.setdefault(region, []).append((centre, int(label)))
     pieces: list[tuple[float, float, int]] = []
     for i, (a, b) in enumerate(speech):
-        inside = [(c, int(labels[k])) for k, (r, c) in enumerate(windows) if r == i]
+        inside = by_region[i]
         start = a
         for (c0, l0), (c1, l1) in zip(inside, inside[1:], strict=False):
             if l1 != l0:
