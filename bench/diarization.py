@@ -151,8 +151,8 @@ def repeated_turns(folder: Path, minutes: float) -> Path:
         pieces += [piece, pause]
         total += len(piece) + len(pause)
         i += 1
-    path = folder / f"talk-{minutes:g}min.ogg"
-    sf.write(path, np.concatenate(pieces)[: int(minutes * 60 * rate)], rate, format="OGG")
+    path = folder / f"talk-{minutes:g}min.wav"  # libsndfile's Ogg encoder crashes on long input
+    sf.write(path, np.concatenate(pieces)[: int(minutes * 60 * rate)], rate)
     return path
 
 
