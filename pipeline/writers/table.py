@@ -81,8 +81,8 @@ def timeline_table(timeline: Timeline, words_chars: int = 40) -> str:
     spans = [f"{clock(s.start)}-{clock(s.end)}" for s in segments]
     time_title = "time"
     if speakers_of(timeline):
+        time_title = f"{'time':<{len(spans[0]) + 2}}who"
         spans = [f"{span}  {s.speaker or '-':<3}" for span, s in zip(spans, segments, strict=True)]
-        time_title = f"{'time':<{len(spans[0]) - 5}}who"
     emotions = [segment_line(s, timeline.threshold) for s in segments]
     span_width = max([len(time_title), *map(len, spans)])
     # An unpredictable segment's reason ends its row (it has no words), so it sets no width.
