@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-
-from pympi.Elan import Eaf
-from pympi.Elan import to_eaf as write_eaf
+from typing import TYPE_CHECKING
 
 from pipeline.timeline import SegmentResult, Timeline
 from pipeline.writers.registry import RECORDING, writer
+
+if TYPE_CHECKING:
+    from pympi.Elan import Eaf
 
 NO_SPEAKER = "all"  # the participant of a recording that was not diarized
 _MIMETYPES = {".wav": "audio/x-wav", ".mp3": "audio/mpeg", ".mp4": "video/mp4"}
@@ -28,6 +29,8 @@ def speaker_of(seg: SegmentResult) -> str:
 
 def build_eaf(timeline: Timeline) -> Eaf:
     """The timeline as a pympi ``Eaf`` object (tiers as described in the module docstring)."""
+    from pympi.Elan import Eaf  # imported when an ELAN file is asked for
+
     eaf = Eaf(author="carat")
     eaf.remove_tier("default")
     if timeline.media_path:
@@ -56,6 +59,8 @@ def build_eaf(timeline: Timeline) -> Eaf:
 @writer("eaf", RECORDING, "an ELAN file (a tier per speaker and label)")
 def to_eaf(timeline: Timeline) -> bytes:
     """The ``.eaf`` file's content (UTF-8 XML): pympi writes files, so through a temporary one."""
+    from pympi.Elan import to_eaf as write_eaf
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "timeline.eaf"
         write_eaf(str(path), build_eaf(timeline), pretty=True)
