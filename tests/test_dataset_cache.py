@@ -131,3 +131,17 @@ def test_unreadable_source_is_one_line_and_keeps_the_cache(mosei_dir, tmp_path, 
     with pytest.raises(DataError, match=r"train_valid_test\.pt: not a readable"):
         load_dataset("mosei", mosei_dir, cache_dir=cache)
     assert len(entries(cache)) == 1  # the earlier conversion of the old file is still there
+
+
+def test_a_config_mistake_is_one_line_before_any_conversion(mosei_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CARAT_DATASET_CACHE", str(cache))
+    args = ["train", "--dataset", "mosei", "--data-dir", str(mosei_dir), "--out", "run"]
+    result = CliRunner().invoke(main, [*args, "--set", "train.precison=bf16"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "unknown config key(s) ['train.precison']" in result.output
+    assert not cache.exists()  # the file was not read
