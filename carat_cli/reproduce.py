@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from carat_cli.common import examples, user_errors
+from carat_cli.options import engine_options
 
 DATA_DIR_HELP = "Where benchmark files live (train_valid_test.pt, mosei_senti_data_noalign.pkl)."
 CACHE_HELP = "Where converted benchmark files go [$CARAT_DATASET_CACHE or ~/.cache/carat]."
@@ -30,9 +31,7 @@ CACHE_HELP = "Where converted benchmark files go [$CARAT_DATASET_CACHE or ~/.cac
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="For every run.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs of every run.")
 @click.option("--shard", default=None, help="I/N: this machine's share of the runs (I from 0).")
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
-@click.option("--address", default=None, help="Dask scheduler, e.g. tcp://HOST:8786.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local runs at once.")
+@engine_options
 @click.option("--cache-dir", type=click.Path(file_okay=False), help=CACHE_HELP)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the estimate, run nothing.")
 @user_errors
@@ -47,7 +46,6 @@ def reproduce(
     shard: str | None,
     engine: str,
     address: str | None,
-    workers: int,
     cache_dir: str | None,
     dry_run: bool,
 ) -> None:
@@ -81,7 +79,8 @@ def reproduce(
     def done(job: Any, error: str | None) -> None:
         click.echo(f"  {job.name}: {'failed: ' + error if error else 'done'}")
 
-    repro.run(state, data_dir, out, settings, engine, workers, address, cache_dir, done)
+    # locally one run at a time, in this process with every core; on Dask one per worker
+    repro.run(state, data_dir, out, settings, engine, 1, address, cache_dir, done)
     click.echo(f"wrote {state.report_md} and {state.report_csv}")
     if state.failed:
         sys.exit(1)
