@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from carat_cli import align, demo, extract, predict, train
+from carat_cli import align, demo, extract, predict, reproduce, train
 from carat_cli.common import examples
 
 
@@ -26,7 +26,7 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for group in (demo, extract, align, train, predict):
+for group in (demo, extract, align, train, reproduce, predict):
     for command in group.commands:
         main.add_command(command)
 

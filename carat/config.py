@@ -60,8 +60,10 @@ class Ablation:
 
 @dataclass
 class ModelConfig:
-    """Architecture (CARAT-SPEC 1). Input dims and label count come from the dataset."""
+    """Architecture (CARAT-SPEC 1). Input dims and label count come from the dataset
+    (:func:`carat.train.fit_to_dataset`)."""
 
+    architecture: str = "carat"  # "carat" or "early-fusion" (the baseline)
     num_labels: int = 6
     dims: dict[str, int] = field(default_factory=lambda: {"text": 300, "visual": 35, "audio": 74})
     max_positions: dict[str, int] = field(
@@ -120,6 +122,10 @@ class TrainConfig:
     drop_last: bool = True  # training batches only; evaluation never drops
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # 0 = torch default
+    # auto | fp32 | bf16 | fp16: auto is bf16 on CUDA (fp16 where the GPU lacks bf16) and fp32
+    # on CPU; bf16/fp16 asked for on a CPU run fp32 (reduced precision is slower there)
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the model (CUDA; minutes of compiling first)
 
 
 @dataclass
@@ -140,7 +146,29 @@ class CaratConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaratConfig:
-        return _build(cls, data, "")
+        cfg = _build(cls, data, "")
+        _check_choices(cfg)
+        return cfg
+
+
+# Keys whose value is one of a few words; anything else is refused when the config is read.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.architecture": ("carat", "early-fusion"),
+    "optim.name": ("bertadam", "adamw"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+}
+
+
+def _check_choices(cfg: CaratConfig) -> None:
+    for dotted, allowed in CHOICES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"config key {dotted!r} is {value!r}; use one of {list(allowed)}")
+    threshold = cfg.eval.threshold
+    if isinstance(threshold, str) and threshold != "tune":
+        raise ConfigError(f"eval.threshold {threshold!r} must be a number or 'tune'")
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

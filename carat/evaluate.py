@@ -7,7 +7,6 @@ gets the same numbers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from carat.data.types import MODALITIES, Batch, MultimodalDataset, SplitData
 from carat.errors import CaratError
 from carat.metrics import score_metrics
 from carat.modeldir import ModelInfo, load_model
+from carat.precision import Precision, precision_for
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +44,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 is slower than fp32 on these CPUs)."""
+def to_device(rows: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Rows gathered on the host, as ``dtype`` on ``device``.
+
+    For a GPU the rows go through pinned (page-locked) memory and are copied without blocking,
+    so the copy overlaps the work already queued on the GPU.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(rows)).to(dtype)
     if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=tensor.is_pinned())
 
 
 def make_batch(split: SplitData, index: np.ndarray, device: torch.device) -> Batch:
-    """Copy the rows ``index`` of a split into tensors on ``device``."""
+    """Copy the rows ``index`` of a split (in memory or memory-mapped) into tensors."""
     return Batch(
         features={
-            m: torch.from_numpy(split.features[m][index]).float().to(device) for m in MODALITIES
+            m: to_device(split.features[m][index], device, torch.float32) for m in MODALITIES
         },
-        masks={m: torch.from_numpy(split.masks[m][index]).long().to(device) for m in MODALITIES},
-        labels=torch.from_numpy(split.labels[index]).float().to(device),
+        masks={m: to_device(split.masks[m][index], device, torch.int64) for m in MODALITIES},
+        labels=to_device(split.labels[index], device, torch.float32),
     )
 
 
 @torch.no_grad()
 def predict_split(
-    model: nn.Module, split: SplitData, batch_size: int, device: torch.device
+    model: nn.Module,
+    split: SplitData,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision | None = None,
 ) -> Predictions:
-    """Score every sample of ``split`` in order (eval mode, no shuffling, nothing dropped)."""
+    """Score every sample of ``split`` in order (eval mode, no shuffling, nothing dropped),
+    in ``precision`` (the device's ``auto`` precision when not given)."""
+    precision = precision or precision_for("auto", device)
     was_training = model.training
     model.eval()
     scores, winners = [], []
     try:
         for start in range(0, len(split), batch_size):
             index = np.arange(start, min(start + batch_size, len(split)))
-            with autocast(device):
+            with precision.autocast():
                 out = model(make_batch(split, index, device))
             scores.append(out.scores.float().cpu().numpy())
             if getattr(out, "winner", None) is not None:
@@ -134,7 +145,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics of a saved model on one split of ``dataset``, at the model's own threshold."""
     model, info, torch_device, data = load_for_split(model_dir, dataset, split, device)
-    preds = predict_split(model, data, batch_size or info.config.train.batch_size, torch_device)
+    precision = precision_for(info.config.train.precision, torch_device)
+    batch_size = batch_size or info.config.train.batch_size
+    preds = predict_split(model, data, batch_size, torch_device, precision)
     metrics = score_metrics(data.labels, preds.scores, info.threshold, dataset.label_names)
     metrics["split"] = split
     log.info("%s on %s/%s: micro-F1 %.4f", model_dir, dataset.name, split, metrics["micro_f1"])

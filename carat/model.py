@@ -169,7 +169,8 @@ class CARAT(nn.Module):
                 cc.base_temperature,
                 cc.queue_anchors,
             )
-        self.rng = np.random.default_rng(cfg.train.seed)
+        # the shuffles' random stream; the trainer gives it each seed's own stream
+        self.rng = np.random.default_rng(0)
 
     # ------------------------------------------------------------------ forward
 

@@ -8,14 +8,12 @@ it never unpickles code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
@@ -23,7 +21,7 @@ from torch import nn
 from carat.attribution import METHOD as ATTRIBUTION_METHOD
 from carat.baseline import EarlyFusionBaseline
 from carat.config import CaratConfig
-from carat.data.types import MODALITIES, MultimodalDataset
+from carat.data.types import MultimodalDataset
 from carat.errors import CaratError
 from carat.metrics import SUMMARY_METRICS
 from carat.model import CARAT
@@ -56,7 +54,6 @@ BENCHMARK_FEATURE_NOTE = (
 class ModelInfo:
     """What ``config.json`` and ``metrics.json`` say about a saved model."""
 
-    architecture: str
     config: CaratConfig
     label_names: list[str]
     threshold: float
@@ -64,27 +61,14 @@ class ModelInfo:
     dataset: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
 
-
-def build_model(cfg: CaratConfig, architecture: str = "carat") -> nn.Module:
-    """A fresh model of the named architecture."""
-    if architecture not in ARCHITECTURES:
-        raise CaratError(f"architecture {architecture!r} is not one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[architecture](cfg)
+    @property
+    def architecture(self) -> str:
+        return self.config.model.architecture
 
 
-def dataset_fingerprint(dataset: MultimodalDataset) -> str:
-    """A content hash of a dataset: ids, labels and every feature and mask array of each split."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([dataset.label_names, dataset.aligned]).encode())
-    for name in sorted(dataset.splits):
-        split = dataset.splits[name]
-        digest.update(json.dumps([name, list(split.ids)]).encode())
-        digest.update(np.ascontiguousarray(split.labels, dtype=np.float32).tobytes())
-        for m in MODALITIES:
-            for array in (split.features[m], split.masks[m]):
-                digest.update(str(array.shape).encode())
-                digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+def build_model(cfg: CaratConfig) -> nn.Module:
+    """A fresh model of the architecture the config names (``model.architecture``)."""
+    return ARCHITECTURES[cfg.model.architecture](cfg)
 
 
 def dataset_summary(dataset: MultimodalDataset, fingerprint: str) -> dict[str, Any]:
@@ -110,7 +94,6 @@ def save_model(
     safetensors.torch.save_model(model, str(model_dir / WEIGHTS_FILE))
     config = {
         "format": FORMAT,
-        "architecture": info.architecture,
         "config": info.config.to_dict(),
         "label_names": list(info.label_names),
         "threshold": float(info.threshold),
@@ -146,9 +129,11 @@ def read_info(model_dir: str | Path) -> ModelInfo:
     if data.get("format") != FORMAT:
         raise CaratError(f"{config_path}: format {data.get('format')!r}, expected {FORMAT!r}")
     metrics_path = model_dir / METRICS_FILE
+    config = data["config"]
+    if "architecture" in data:  # model directories written before it moved into the config
+        config = {**config, "model": {**config["model"], "architecture": data["architecture"]}}
     return ModelInfo(
-        architecture=data["architecture"],
-        config=CaratConfig.from_dict(data["config"]),
+        config=CaratConfig.from_dict(config),
         label_names=list(data["label_names"]),
         threshold=float(data["threshold"]),
         feature_spec=data.get("feature_spec"),
@@ -162,7 +147,7 @@ def load_model(
 ) -> tuple[nn.Module, ModelInfo]:
     """Rebuild the model from ``config.json`` and load its weights; returned in eval mode."""
     info = read_info(model_dir)
-    model = build_model(info.config, info.architecture)
+    model = build_model(info.config)
     safetensors.torch.load_model(model, str(Path(model_dir) / WEIGHTS_FILE), strict=True)
     model.to(device)
     model.eval()

@@ -81,14 +81,17 @@ class Dropout(nn.Dropout):
     """``nn.Dropout`` whose CPU mask comes from ``rand`` (about twice as fast as bernoulli).
 
     Same distribution: each element is kept with probability ``1 - p`` and scaled by
-    ``1 / (1 - p)``. On other devices it is torch's fused dropout.
+    ``1 / (1 - p)``. The ``rand`` buffer becomes the scaled keep mask in place and the
+    output is one multiply (backward too): a third less CPU than a boolean mask with
+    ``masked_fill`` (``bench/dropout.py``), for a float mask kept for backward instead of a
+    byte one. On other devices it is torch's fused dropout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
-        dropped = torch.rand_like(x) < self.p  # autograd keeps only this bool mask
-        return x.masked_fill(dropped, 0.0).mul_(1.0 / (1.0 - self.p))
+        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return x * keep
 
 
 def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

@@ -39,18 +39,18 @@ from tqdm import tqdm
 
 from carat import distributed
 from carat.config import CaratConfig, ConfigError, load_config
+from carat.data.fingerprint import dataset_fingerprint
 from carat.data.synth import read_planted
-from carat.data.types import MultimodalDataset
+from carat.data.types import Batch, MultimodalDataset
 from carat.distributed import DistContext
 from carat.errors import CaratError
-from carat.evaluate import autocast, make_batch, predict_split, resolve_device
+from carat.evaluate import make_batch, predict_split, resolve_device
 from carat.explain import explain_split
 from carat.metrics import SUMMARY_METRICS, score_metrics, tune_threshold
 from carat.model import CARAT
 from carat.modeldir import (
     ModelInfo,
     build_model,
-    dataset_fingerprint,
     dataset_summary,
     read_info,
     save_model,
@@ -64,6 +64,7 @@ from carat.plots import (
     plot_per_label_f1,
     plot_training_curves,
 )
+from carat.precision import Precision, compiled_step, precision_for
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def resolve_run_config(
     batch_size: int | None = None,
     device: str | None = None,
 ) -> CaratConfig:
-    """Preset (the dataset's default if none) + overrides + CLI flags, fitted to the dataset."""
+    """Preset (the dataset's default if none) + overrides + CLI flags, fitted to the dataset:
+    the one place a run's config is made."""
     shortcuts = [f"train.epochs={epochs}"] if epochs is not None else []
     shortcuts += [f"train.batch_size={batch_size}"] if batch_size is not None else []
     shortcuts += [f"train.device={device}"] if device is not None else []
@@ -125,7 +127,9 @@ def resolve_run_config(
 
 
 def fit_to_dataset(cfg: CaratConfig, dataset: MultimodalDataset) -> CaratConfig:
-    """Label count, input dims, alignment and position table sizes come from the data."""
+    """A copy of ``cfg`` whose label count, input dims, alignment and position table sizes
+    come from the data (``cfg`` itself is left as it was)."""
+    cfg = copy.deepcopy(cfg)
     if cfg.model.aligned != dataset.aligned:
         log.warning(
             "config says aligned=%s but dataset %s is %s; following the dataset",
@@ -140,10 +144,18 @@ def fit_to_dataset(cfg: CaratConfig, dataset: MultimodalDataset) -> CaratConfig:
         if length > cfg.model.max_positions.get(modality, 0):
             log.warning("%s sequences have %d steps: max_positions raised to it", modality, length)
             cfg.model.max_positions[modality] = length
-    threshold = cfg.eval.threshold
-    if isinstance(threshold, str) and threshold != "tune":
-        raise ConfigError(f"eval.threshold {threshold!r} must be a number or 'tune'")
     return cfg
+
+
+def check_fitted(cfg: CaratConfig, dataset: MultimodalDataset) -> None:
+    """Refuse a config that was not fitted to ``dataset`` (labels, dims, alignment)."""
+    fitted = fit_to_dataset(cfg, dataset)
+    if fitted.model != cfg.model:
+        raise ConfigError(
+            f"the config does not fit dataset {dataset.name} ({dataset.num_labels} labels, "
+            f"dims {dataset.dims}, {'aligned' if dataset.aligned else 'unaligned'}); "
+            "make it with resolve_run_config or fit_to_dataset"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -227,6 +239,49 @@ def _pick_threshold(cfg: CaratConfig, labels: np.ndarray, scores: np.ndarray) ->
     return float(cfg.eval.threshold)
 
 
+class StepRunner:
+    """One optimisation step: forward and losses in the run's precision, backward (scaled
+    for fp16), gradients averaged over ranks, clipped, optimizer and schedule stepped."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        precision: Precision,
+        cfg: CaratConfig,
+        ctx: DistContext | None = None,
+        compile_backend: str = "inductor",
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.precision = precision
+        self.max_grad_norm = cfg.optim.max_grad_norm
+        self.ctx = ctx
+        self.scaler = precision.grad_scaler()
+        self.training_step = compiled_step(model, cfg.train.compile, compile_backend)
+
+    def __call__(self, batch: Batch, where: str) -> tuple[torch.Tensor, dict[str, Any]]:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            loss, terms = self.training_step(batch)
+        if not torch.isfinite(loss):
+            raise CaratError(
+                f"{where}: the loss is {loss.item()}; check the features for inf/NaN "
+                "or lower optim.lr"
+            )
+        self.scaler.scale(loss).backward()
+        if self.ctx is not None:
+            distributed.average_gradients(self.model, self.ctx)
+        self.scaler.unscale_(self.optimizer)
+        if self.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss, terms
+
+
 class _SeedTrainer:
     """Trains one seed in ``seed_dir``; resumes from its checkpoint when one exists."""
 
@@ -236,7 +291,6 @@ class _SeedTrainer:
         cfg: CaratConfig,
         seed: int,
         seed_dir: Path,
-        architecture: str,
         fingerprint: str,
         progress: bool,
         ctx: DistContext | None = None,
@@ -247,10 +301,10 @@ class _SeedTrainer:
         self.cfg = cfg
         self.seed = seed
         self.seed_dir = seed_dir
-        self.architecture = architecture
         self.fingerprint = fingerprint
         self.progress = progress and self.is_main
         self.device = distributed.device_for(ctx, resolve_device(cfg.train.device))
+        self.precision = precision_for(cfg.train.precision, self.device)
         self.train_split = dataset.splits["train"]
         batch_size = cfg.train.batch_size
         n_train = len(self.train_split)
@@ -267,7 +321,7 @@ class _SeedTrainer:
             raise CaratError("distributed training needs train.drop_last: true (equal batches)")
 
         seed_everything(seed)
-        self.model = build_model(cfg, architecture)
+        self.model = build_model(cfg)
         fit_input_standardization(self.model, self.train_split)  # no-op unless configured
         self.model.to(self.device)
         streams = np.random.SeedSequence(seed).spawn(2)
@@ -279,6 +333,9 @@ class _SeedTrainer:
             torch.manual_seed(seed + 7919 * ctx.rank)  # each rank its own dropout masks
         self.optimizer, self.scheduler = build_optimizer(
             self.model, cfg.optim, self.steps_per_epoch * cfg.train.epochs
+        )
+        self.optimize = StepRunner(
+            self.model, self.optimizer, self.scheduler, self.precision, cfg, ctx
         )
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -292,6 +349,7 @@ class _SeedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.optimize.scaler.state_dict(),
             "rng": self._all_rng_states(),
             "history": self.history,
             "best": self.best,
@@ -317,6 +375,8 @@ class _SeedTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.optimize.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
         if isinstance(rng, list) != (self.ctx is not None) or (
             self.ctx is not None and len(rng) != self.ctx.world
@@ -351,22 +411,8 @@ class _SeedTrainer:
                     self.ctx.rank * self.local_batch : (self.ctx.rank + 1) * self.local_batch
                 ]
             batch = make_batch(self.train_split, index, self.device)
-            self.optimizer.zero_grad(set_to_none=True)
-            with autocast(self.device):
-                loss, terms = self.model.training_step(batch)
-            if not torch.isfinite(loss):
-                raise CaratError(
-                    f"seed {self.seed}, epoch {self.epoch + 1}, step {step + 1}: the loss is "
-                    f"{loss.item()}; check the features for inf/NaN or lower optim.lr"
-                )
-            loss.backward()
-            if self.ctx is not None:
-                distributed.average_gradients(self.model, self.ctx)
-            if self.cfg.optim.max_grad_norm > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
+            where = f"seed {self.seed}, epoch {self.epoch + 1}, step {step + 1}"
+            loss, terms = self.optimize(batch, where)
             for key, value in {"loss": loss.detach(), **terms}.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -380,7 +426,9 @@ class _SeedTrainer:
 
     def _validate(self) -> tuple[dict[str, Any], float]:
         split = self.dataset.splits["valid"]
-        preds = predict_split(self.model, split, self.cfg.train.batch_size, self.device)
+        preds = predict_split(
+            self.model, split, self.cfg.train.batch_size, self.device, self.precision
+        )
         threshold = _pick_threshold(self.cfg, split.labels, preds.scores)
         metrics = score_metrics(split.labels, preds.scores, threshold, self.dataset.label_names)
         metrics["bce"] = _bce(split.labels, preds.scores)
@@ -428,7 +476,9 @@ class _SeedTrainer:
         winners = None
         for split_name in ("valid", "test"):
             split = self.dataset.splits[split_name]
-            preds = predict_split(self.model, split, self.cfg.train.batch_size, self.device)
+            preds = predict_split(
+                self.model, split, self.cfg.train.batch_size, self.device, self.precision
+            )
             metrics = score_metrics(split.labels, preds.scores, threshold, self.dataset.label_names)
             results[split_name] = metrics
             winners = preds.winners
@@ -465,7 +515,6 @@ class _SeedTrainer:
 
     def model_info(self, metrics: dict[str, Any]) -> ModelInfo:
         return ModelInfo(
-            architecture=self.architecture,
             config=self.cfg,
             label_names=list(self.dataset.label_names),
             threshold=self.best["threshold"],
@@ -552,7 +601,6 @@ def run_training(
     cfg: CaratConfig,
     out_dir: str | Path,
     seeds: list[int] | None = None,
-    architecture: str = "carat",
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
 ) -> RunResult:
@@ -562,9 +610,10 @@ def run_training(
     rank 0 evaluates and writes the same layout as a single process.
     """
     run_dir = Path(out_dir)
+    check_fitted(cfg, dataset)
     seeds = list(seeds) if seeds else [cfg.train.seed]
-    cfg.train.seed = seeds[0]
-    fit_to_dataset(cfg, dataset)
+    cfg = copy.deepcopy(cfg)
+    cfg.train.seed = seeds[0]  # the saved config names the run's first seed
     ctx = distributed.init_from_env(cfg.train.device)
     is_main = ctx is None or ctx.is_main
     if is_main:
@@ -585,9 +634,7 @@ def run_training(
         seed_dir.mkdir(parents=True, exist_ok=True)
         seed_cfg = copy.deepcopy(cfg)
         seed_cfg.train.seed = seed
-        trainer = _SeedTrainer(
-            dataset, seed_cfg, seed, seed_dir, architecture, fingerprint, progress, ctx
-        )
+        trainer = _SeedTrainer(dataset, seed_cfg, seed, seed_dir, fingerprint, progress, ctx)
         trainer.run(on_epoch_end)
         if is_main:
             trainer.finish()

@@ -97,7 +97,7 @@ engine_options = stacked(
         type=click.Choice(["local", "dask"]),
         default="local",
         show_default=True,
-        help="Where extraction runs: local processes or a Dask cluster.",
+        help="Where the work runs: local processes or a Dask cluster.",
     ),
     click.option("--address", help="Dask scheduler address, e.g. tcp://HOST:8786."),
 )

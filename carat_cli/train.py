@@ -67,9 +67,7 @@ def synth(out: str, seed: int, n_train: int, n_valid: int, n_test: int, seq_len:
 @click.option(
     "--arch",
     type=click.Choice(["carat", "early-fusion"]),
-    default="carat",
-    show_default=True,
-    help="Model: CARAT or the early-fusion baseline.",
+    help="Model: CARAT or the early-fusion baseline (sets model.architecture) [carat].",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @user_errors
@@ -82,14 +80,18 @@ def train(
     batch_size: int | None,
     seeds: list[int] | None,
     device: str | None,
-    arch: str,
+    arch: str | None,
     out: str,
 ) -> None:
     """Train a model (best epoch on validation, test scored once); resumes an interrupted run."""
+    from carat.config import load_config
     from carat.data import load_dataset
     from carat.metrics import format_table
-    from carat.train import resolve_run_config, run_training
+    from carat.train import DEFAULT_PRESETS, resolve_run_config, run_training
 
+    overrides = (*overrides, *([f"model.architecture={arch}"] if arch else []))
+    # keys and values first: a typo costs a second, not a benchmark file's conversion
+    load_config(config or DEFAULT_PRESETS.get(dataset), list(overrides))
     data = load_dataset(dataset, data_dir)
     cfg = resolve_run_config(
         data,
@@ -100,7 +102,7 @@ def train(
         batch_size=batch_size,
         device=device,
     )
-    result = run_training(data, cfg, out, seeds=seeds, architecture=arch)
+    result = run_training(data, cfg, out, seeds=seeds)
     if not result.is_main:  # other ranks of a torchrun job stay quiet
         return
     click.echo(f"run directory: {result.run_dir}")

@@ -80,7 +80,7 @@ def test_paper_presets_build_at_full_size(preset):
 def test_preset_builds_and_trains_two_steps(preset):
     cfg = load_config(preset, SHRINK)
     dataset = tiny_dataset_for(preset)
-    fit_to_dataset(cfg, dataset)
+    cfg = fit_to_dataset(cfg, dataset)
     torch.manual_seed(0)
     model = build_model(cfg)
     optimizer, scheduler = build_optimizer(model, cfg.optim, total_steps=2)

@@ -3,6 +3,7 @@ data names each label's planted modality; the explain command, the run's plots a
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -120,7 +121,9 @@ def test_split_means_match_one_batch_shapley_over_positives(planted_run) -> None
 def test_explain_refuses_a_model_without_a_masked_path(planted_run) -> None:
     dataset = load_dataset("mosei", planted_run["data"])
     _, info = load_model(planted_run["model"])
-    baseline = build_model(info.config, "early-fusion")
+    baseline_cfg = copy.deepcopy(info.config)
+    baseline_cfg.model.architecture = "early-fusion"
+    baseline = build_model(baseline_cfg)
     with pytest.raises(CaratError, match="needs a CARAT model"):
         explain_split(baseline, dataset.splits["test"], dataset.label_names, 8, "cpu")
 

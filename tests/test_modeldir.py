@@ -9,6 +9,7 @@ import torch
 
 from carat.attribution import METHOD as ATTRIBUTION_METHOD
 from carat.config import load_config
+from carat.data.fingerprint import dataset_fingerprint
 from carat.data.types import MODALITIES, MultimodalDataset, SplitData
 from carat.errors import CaratError
 from carat.evaluate import evaluate_model, make_batch, predict_split
@@ -17,7 +18,6 @@ from carat.modeldir import (
     WEIGHTS_FILE,
     ModelInfo,
     build_model,
-    dataset_fingerprint,
     dataset_summary,
     load_model,
     model_card,
@@ -51,9 +51,11 @@ def small_dataset(
 
 
 def trained_model(architecture: str, dataset: MultimodalDataset):
-    cfg = fit_to_dataset(load_config("synthetic", SMALL), dataset)
+    cfg = fit_to_dataset(
+        load_config("synthetic", [*SMALL, f"model.architecture={architecture}"]), dataset
+    )
     torch.manual_seed(0)
-    model = build_model(cfg, architecture)
+    model = build_model(cfg)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     batch = make_batch(dataset.splits["train"], np.arange(8), torch.device("cpu"))
     model.train()
@@ -66,9 +68,8 @@ def trained_model(architecture: str, dataset: MultimodalDataset):
     return model, cfg
 
 
-def info_for(cfg, dataset, architecture="carat", metrics=None) -> ModelInfo:
+def info_for(cfg, dataset, metrics=None) -> ModelInfo:
     return ModelInfo(
-        architecture=architecture,
         config=cfg,
         label_names=dataset.label_names,
         threshold=0.3,
@@ -82,7 +83,7 @@ def info_for(cfg, dataset, architecture="carat", metrics=None) -> ModelInfo:
 def test_save_then_load_gives_identical_predictions(tmp_path, architecture):
     dataset = small_dataset()
     model, cfg = trained_model(architecture, dataset)
-    save_model(model, tmp_path / "model", info_for(cfg, dataset, architecture))
+    save_model(model, tmp_path / "model", info_for(cfg, dataset))
     loaded, info = load_model(tmp_path / "model")
     split = dataset.splits["test"]
     before = predict_split(model, split, 4, torch.device("cpu"))
@@ -132,7 +133,7 @@ def test_card_states_the_attribution_and_how_far_to_trust_it(tmp_path):
     card = model_card(info_for(cfg, dataset))
     assert "modality dropout at rate 0.4" in card and "Planted check" not in card
     _, base_cfg = trained_model("early-fusion", dataset)
-    card = model_card(info_for(base_cfg, dataset, "early-fusion"))
+    card = model_card(info_for(base_cfg, dataset))
     assert "carry no attribution" in card and ATTRIBUTION_METHOD not in card
 
 

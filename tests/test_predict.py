@@ -46,7 +46,6 @@ def save_untrained_model(model_dir: Path, feature_spec: dict) -> Path:
     cfg.model.num_labels = len(LABELS)
     cfg.model.dims = {m: len(feature_spec[m]["dim_names"]) for m in MODALITIES}
     info = ModelInfo(
-        architecture="carat",
         config=cfg,
         label_names=LABELS,
         threshold=0.5,

@@ -39,8 +39,8 @@ def test_carat_learns_the_synthetic_structure_and_beats_the_baseline(tmp_path):
     dataset = load_dataset(str(path))
     scores = {}
     for arch in ("carat", "early-fusion"):
-        cfg = resolve_run_config(dataset, "synthetic", FAST)
-        result = run_training(dataset, cfg, tmp_path / arch, architecture=arch, progress=False)
+        cfg = resolve_run_config(dataset, "synthetic", [*FAST, f"model.architecture={arch}"])
+        result = run_training(dataset, cfg, tmp_path / arch, progress=False)
         scores[arch] = result.summary["test"]["micro_f1"]["mean"]
     # predicting every label gives about 0.5 here; the planted labels are learnable
     assert scores["carat"] > 0.75, scores

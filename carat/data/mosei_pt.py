@@ -14,7 +14,7 @@ saw; presets that mask padding get real masks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PT_KEYS: dict[str, str] = {"text": "src-text", "visual": "src-visual", "audio": "src-audio"}
 FIRST_LABEL_TOKEN = 4  # tgt tokens 0..3 are <blank>, <unk>, <s>, </s>
+CHUNK_ROWS = 1000  # clips converted at a time (bounds the conversion's extra memory)
 
 
 def finite_float32(x: np.ndarray, path: str | Path, what: str) -> np.ndarray:
@@ -121,51 +122,73 @@ def max_label_token(raw: Any) -> int:
     return max(tokens, default=FIRST_LABEL_TOKEN)
 
 
-def pt_labels(
-    raw: Any, path: str | Path, label_names: list[str], fmt: FileFormat = CARAT_PT
-) -> dict[str, tuple[np.ndarray, list[str] | None]]:
-    """Per split: the multi-hot labels and, if the file has them, the clip ids."""
-    out: dict[str, tuple[np.ndarray, list[str] | None]] = {}
-    for split in SPLITS:
-        part = _split_dict(raw, split, path, fmt)
-        if "tgt" not in part:
-            raise data_error(path, f"split '{split}' has no 'tgt'", fmt)
-        labels = tgt_to_multihot(part["tgt"], len(label_names), path, f"{split}.tgt", fmt)
-        ids = part.get("id")
-        out[split] = (labels, [str(i) for i in ids] if ids is not None else None)
-    return out
+def pt_chunks(
+    raw: Any,
+    path: str | Path,
+    label_names: list[str],
+    fmt: FileFormat = CARAT_PT,
+    rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[str, SplitData]]:
+    """The splits of an already loaded ``.pt`` dict, ``rows`` clips at a time.
 
-
-def dataset_from_pt(
-    raw: Any, path: str | Path, label_names: list[str], name: str, fmt: FileFormat = CARAT_PT
-) -> MultimodalDataset:
-    """Build the dataset from an already loaded ``.pt`` dict.
-
-    The feature arrays are taken out of ``raw`` as they are converted, so that a large file
-    is not held twice in memory.
+    Each split's arrays are taken out of ``raw`` as it is converted, so that a large file is
+    not held twice in memory.
     """
-    splits: dict[str, SplitData] = {}
     for split in SPLITS:
         part = _split_dict(raw, split, path, fmt)
         missing = [k for k in (*PT_KEYS.values(), "tgt") if k not in part]
         if missing:
             raise data_error(path, f"split '{split}' lacks {', '.join(missing)}", fmt)
-        features = {
-            m: stack_items(part.pop(PT_KEYS[m]), path, f"{split}.{PT_KEYS[m]}", fmt)
-            for m in MODALITIES
-        }
+        items = {m: part.pop(PT_KEYS[m]) for m in MODALITIES}
         labels = tgt_to_multihot(part["tgt"], len(label_names), path, f"{split}.tgt", fmt)
-        counts = {PT_KEYS[m]: len(features[m]) for m in MODALITIES} | {"tgt": len(labels)}
+        counts = {PT_KEYS[m]: len(items[m]) for m in MODALITIES} | {"tgt": len(labels)}
         if len(set(counts.values())) != 1:
             raise data_error(path, f"split '{split}' has unequal counts {counts}", fmt)
-        splits[split] = SplitData(
-            features=features,
-            masks=nonzero_step_masks(features),
-            labels=labels,
-            ids=_split_ids(part, split, len(labels)),
+        ids = _split_ids(part, split, len(labels))
+        for start in range(0, max(len(labels), 1), rows):
+            stop = min(start + rows, len(labels))
+            features = {
+                m: stack_items(items[m][start:stop], path, f"{split}.{PT_KEYS[m]}", fmt)
+                for m in MODALITIES
+            }
+            yield (
+                split,
+                SplitData(
+                    features=features,
+                    masks=nonzero_step_masks(features),
+                    labels=labels[start:stop],
+                    ids=ids[start:stop],
+                ),
+            )
+        raw[split] = None  # the split's arrays can go now
+
+
+def concatenate_chunks(chunks: Iterator[tuple[str, SplitData]]) -> dict[str, SplitData]:
+    """Whole in-memory splits from :func:`pt_chunks`-style chunks."""
+    parts: dict[str, list[SplitData]] = {split: [] for split in SPLITS}
+    for split, chunk in chunks:
+        parts[split].append(chunk)
+    return {
+        split: SplitData(
+            features={m: np.concatenate([c.features[m] for c in group]) for m in MODALITIES},
+            masks={m: np.concatenate([c.masks[m] for c in group]) for m in MODALITIES},
+            labels=np.concatenate([c.labels for c in group]),
+            ids=[i for c in group for i in c.ids],
         )
+        for split, group in parts.items()
+    }
+
+
+def dataset_from_pt(
+    raw: Any, path: str | Path, label_names: list[str], name: str, fmt: FileFormat = CARAT_PT
+) -> MultimodalDataset:
+    """Build the dataset in memory from an already loaded ``.pt`` dict."""
     return MultimodalDataset(
-        name=name, splits=splits, label_names=list(label_names), aligned=True, source=str(path)
+        name=name,
+        splits=concatenate_chunks(pt_chunks(raw, path, label_names, fmt)),
+        label_names=list(label_names),
+        aligned=True,
+        source=str(path),
     )
 
 

@@ -10,15 +10,15 @@ Masks mark zero padding as in :func:`carat.data.mosei_pt.nonzero_step_masks`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from carat.data.formats import CARAT_PT, MOSEI_LABELS, MULT_PKL, data_error
-from carat.data.mosei_pt import nonzero_step_masks, pt_labels, stack_items
-from carat.data.safe_pickle import load_file
-from carat.data.types import MODALITIES, SPLITS, MultimodalDataset, SplitData
+from carat.data.formats import MULT_PKL, data_error
+from carat.data.mosei_pt import CHUNK_ROWS, nonzero_step_masks, stack_items
+from carat.data.types import MODALITIES, SPLITS, SplitData
 from carat.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -68,33 +68,42 @@ def _join_order(
     return np.array([where[clip] for clip in feature_ids])
 
 
-def read_mult_pkl(path: str | Path, labels_path: str | Path) -> MultimodalDataset:
-    """Read a MulT pickle, with emotion labels from the CARAT ``.pt`` at ``labels_path``."""
-    path = Path(path)
-    return dataset_from_mult(load_file(path, MULT_PKL), path, labels_path)
+LabelsBySplit = dict[str, tuple[np.ndarray, list[str] | None]]
 
 
-def dataset_from_mult(raw: Any, path: str | Path, labels_path: str | Path) -> MultimodalDataset:
-    """Build the dataset from an already loaded MulT pickle (its arrays are taken out of
-    ``raw`` as they are converted, so that a large file is not held twice in memory)."""
+def mult_is_aligned(raw: Any) -> bool:
+    """Whether a loaded MulT pickle holds word-aligned data (all modalities equally long)."""
+    part = raw.get("train") if isinstance(raw, dict) else None
+    if not isinstance(part, dict) or any(k not in part for k in MULT_KEYS.values()):
+        return True  # mult_chunks reports the damage
+    return len({np.shape(part[k][0])[0] for k in MULT_KEYS.values() if len(part[k])}) <= 1
+
+
+def mult_chunks(
+    raw: Any,
+    path: str | Path,
+    labels_by_split: LabelsBySplit,
+    labels_path: str | Path,
+    rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[str, SplitData]]:
+    """The splits of a loaded MulT pickle, ``rows`` clips at a time, with the emotion labels
+    (and clip ids, where the ``.pt`` has them) of ``labels_path`` joined to them.
+
+    Each split's arrays are taken out of ``raw`` as it is converted.
+    """
     path, labels_path = Path(path), Path(labels_path)
     if not isinstance(raw, dict):
         raise data_error(path, f"holds a {type(raw).__name__}, not a dict of splits", MULT_PKL)
-    labels_by_split = pt_labels(load_file(labels_path, CARAT_PT), labels_path, MOSEI_LABELS)
-    splits: dict[str, SplitData] = {}
     for split in SPLITS:
         part = raw.get(split)
         if not isinstance(part, dict) or any(k not in part for k in MULT_KEYS.values()):
             raise data_error(
                 path, f"split '{split}' is missing or lacks text/vision/audio", MULT_PKL
             )
-        features = {
-            m: stack_items(part.pop(MULT_KEYS[m]), path, f"{split}.{MULT_KEYS[m]}", MULT_PKL)
-            for m in MODALITIES
-        }
-        n = len(features["text"])
-        if any(len(x) != n for x in features.values()):
-            counts = {MULT_KEYS[m]: len(features[m]) for m in MODALITIES}
+        items = {m: part.pop(MULT_KEYS[m]) for m in MODALITIES}
+        n = len(items["text"])
+        if any(len(x) != n for x in items.values()):
+            counts = {MULT_KEYS[m]: len(items[m]) for m in MODALITIES}
             raise data_error(path, f"split '{split}' has unequal counts {counts}", MULT_PKL)
         labels, label_ids = labels_by_split[split]
         if len(labels) != n:
@@ -104,19 +113,25 @@ def dataset_from_mult(raw: Any, path: str | Path, labels_path: str | Path) -> Mu
                 "use the MulT pickle and the CARAT .pt of the same MOSEI release"
             )
         ids = clip_ids(part.get("id"))
-        order = _join_order(n, ids, label_ids, path, labels_path, split)
-        splits[split] = SplitData(
-            features=features,
-            masks=nonzero_step_masks(features),
-            labels=labels[order],
-            ids=ids if ids is not None else [f"{split}-{i}" for i in range(n)],
-        )
-    lengths = {m: splits["train"].features[m].shape[1] for m in MODALITIES}
-    aligned = len(set(lengths.values())) == 1
-    return MultimodalDataset(
-        name="mosei" if aligned else "mosei-unaligned",
-        splits=splits,
-        label_names=list(MOSEI_LABELS),
-        aligned=aligned,
-        source=str(path),
-    )
+        labels = labels[_join_order(n, ids, label_ids, path, labels_path, split)]
+        ids = ids if ids is not None else [f"{split}-{i}" for i in range(n)]
+        for start in range(0, max(n, 1), rows):
+            stop = min(start + rows, n)
+            features = {
+                m: stack_items(items[m][start:stop], path, f"{split}.{MULT_KEYS[m]}", MULT_PKL)
+                for m in MODALITIES
+            }
+            yield (
+                split,
+                SplitData(
+                    features=features,
+                    masks=nonzero_step_masks(features),
+                    labels=labels[start:stop],
+                    ids=ids[start:stop],
+                ),
+            )
+        raw[split] = None
+
+
+def mult_name(aligned: bool) -> str:
+    return "mosei" if aligned else "mosei-unaligned"

@@ -136,6 +136,21 @@ def _load_torch(path: Path, fmt: FileFormat) -> Any:
     raise data_error(path, f"not a readable torch file ({reason})", fmt)
 
 
+def _load_zip_streamed(path: Path, fmt: FileFormat) -> Any:
+    """A ``torch.save`` zip read by our unpickler straight from the archive member: torch's
+    reader first copies the whole pickle into memory, which doubles a large file's peak.
+    Files that hold tensors (only torch rebuilds those) or that we cannot read go to
+    :func:`_load_torch`, which also words the errors."""
+    try:
+        return _load_zip_pickle(path)
+    except UnsafePickleError as exc:
+        if exc.module.split(".")[0] != "torch":
+            raise
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError):
+        pass
+    return _load_torch(path, fmt)
+
+
 def _load_zip_pickle(path: Path) -> Any:
     """The object pickled inside a ``torch.save`` zip (``<archive>/data.pkl``)."""
     with zipfile.ZipFile(path) as archive:
@@ -171,7 +186,7 @@ def load_file(path: str | Path, fmt: FileFormat) -> Any:
     if not path.is_file():
         raise data_error(path, "file not found", fmt)
     if zipfile.is_zipfile(path):
-        return _load_torch(path, fmt)
+        return _load_zip_streamed(path, fmt)
     try:
         with path.open("rb") as fh:
             first = RestrictedUnpickler(fh, path).load()
