@@ -53,6 +53,31 @@ def speakers_option(default: str, how: str) -> Decorator:
     )
 
 
+def _language_code(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from featurizers.languages import check_language
+
+    try:
+        return None if value is None else check_language(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def speech_options() -> Decorator:
+    """--language (a checked ISO 639-1 code; unset: detected per segment), --translate."""
+    return stacked(
+        click.option(
+            "--language",
+            callback=_language_code,
+            help="Spoken language (ISO 639-1 code, e.g. fr) instead of detecting it per segment.",
+        ),
+        click.option(
+            "--translate",
+            is_flag=True,
+            help="Recognise speech as its English translation (word times then only per sentence).",
+        ),
+    )
+
+
 def device_option(default: str | None, shown: str = "") -> Decorator:
     """--device auto|cpu|cuda; ``shown`` says what an unset (None) default means."""
     return click.option(

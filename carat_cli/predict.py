@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from carat_cli.common import examples, progress_bar, user_errors
-from carat_cli.options import cache_option, segment_options, speakers_option
+from carat_cli.options import cache_option, segment_options, speakers_option, speech_options
 from pipeline.writers import INPUTS, RECORDING, WRITERS, Writer, get_writer, write_recording_files
 
 DEFAULT_OUTPUT = "table"  # what predict prints when no other printed format is asked for
@@ -58,6 +58,7 @@ def chosen_outputs(outputs: dict[str, Any]) -> tuple[Writer, dict[str, str | Non
         "carat-cli predict interview.mp4 --model M --srt emotions.srt --report report.html",
         "carat-cli predict interview.mp4 --model M --speakers 2 --eaf interview.eaf",
         "carat-cli predict lecture.mp4 --model M --segments fixed:10 --plot timeline.png",
+        "carat-cli predict interview_fr.mp4 --model M --language fr --translate",
     )
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
@@ -72,6 +73,7 @@ def chosen_outputs(outputs: dict[str, Any]) -> tuple[Writer, dict[str, str | Non
     "auto",
     "segments never straddle a change of speaker and every output names each one's speaker",
 )
+@speech_options()
 @output_options
 @cache_option
 @user_errors
@@ -83,6 +85,8 @@ def predict(
     min_segment: float | None,
     max_segment: float | None,
     speakers: str,
+    language: str | None,
+    translate: bool,
     cache: str | None,
     **outputs: Any,
 ) -> None:
@@ -103,6 +107,8 @@ def predict(
             min_segment=min_segment,
             max_segment=max_segment,
             speakers=speakers,
+            language=language,
+            translate=translate,
         )
     written = write_recording_files(results, files)
     for result in results:

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,9 @@ _WHISPER_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 # dropped a sentence there; these settings recognised all 112 words at ~10x real time on a core.
 # They are part of the text featurizer's spec (its cache key).
 WHISPER_DECODING = {"beam_size": 1, "temperature": 0.0, "condition_on_previous_text": False}
+# Translation to English: greedy decoding looped on one phrase ("the mother of the mother of
+# ...") for 4 s of French; a beam of 5 with a repetition penalty gave one sentence.
+TRANSLATE_DECODING = {**WHISPER_DECODING, "beam_size": 5, "repetition_penalty": 1.3}
 # Wide beams: with pocketsphinx's defaults alignment often ends with "Final result does not match
 # the grammar". The first setting is fast; the second rescues harder utterances.
 _ALIGN_BEAMS = (
@@ -118,21 +122,48 @@ def load_whisper(asr: str = DEFAULT_ASR):  # -> faster_whisper.WhisperModel
     )
 
 
+@dataclass(frozen=True)
+class Recognised:
+    """Whisper's words grouped by its segments, and the language they were recognised in."""
+
+    utterances: list[list[Word]]
+    language: str | None  # ISO 639-1 code of the speech; None when it was not detected
+    translated: bool = False  # the words are Whisper's English translation of the speech
+
+
+def detect_language(audio: np.ndarray, asr: str = DEFAULT_ASR) -> tuple[str, float]:
+    """(ISO 639-1 code, probability) of the speech in ``audio`` (16 kHz), from Whisper's
+    language head on the first 30 s of voiced sound (one encoder pass)."""
+    language, probability, _ = load_whisper(asr).detect_language(audio, vad_filter=True)
+    return language, float(probability)
+
+
 def transcribe(
     audio: np.ndarray,
     asr: str = DEFAULT_ASR,
-    language: str | None = "en",
+    language: str | None = None,
     word_times: bool = True,
-) -> list[list[Word]]:
+    translate: bool = False,
+) -> Recognised:
     """Whisper words with times, grouped by Whisper segment (a pause-delimited utterance).
+
+    ``language``: the spoken language's code, or None to detect it. ``translate``: Whisper's
+    translate-to-English task; its words are English but do not follow the speech word by
+    word, so each segment's words share the segment's span evenly (no word timestamps).
 
     ``word_times=False`` skips Whisper's own word timestamps and spreads each segment's words
     over the segment: for callers that force-align the words anyway. Whisper's word-timestamp
     pass also moves where the next 30-s window starts, and with it on, Whisper skipped a whole
     sentence of a 64-s clip that it recognised without it.
     """
-    segments, _info = load_whisper(asr).transcribe(
-        audio, language=language, word_timestamps=word_times, vad_filter=True, **WHISPER_DECODING
+    word_times = word_times and not translate
+    segments, info = load_whisper(asr).transcribe(
+        audio,
+        language=language,
+        task="translate" if translate else "transcribe",
+        word_timestamps=word_times,
+        vad_filter=True,
+        **(TRANSLATE_DECODING if translate else WHISPER_DECODING),
     )
     groups = []
     for segment in segments:
@@ -149,7 +180,7 @@ def transcribe(
             )
         if words:
             groups.append(words)
-    return groups
+    return Recognised(groups, info.language or language, translated=translate)
 
 
 def force_align(audio: np.ndarray, words: list[str], offset: float = 0.0) -> list[Word] | None:

@@ -81,6 +81,9 @@ class FeatureSequence:
     intervals: np.ndarray  # float64 [N, 2], seconds
     spec: FeaturizerSpec
     words: list[str] | None = None  # word-level featurizers: the word of each row
+    language: str | None = None  # text: the spoken language's ISO 639-1 code, when known
+    absent: str | None = None  # why there are no rows, when the featurizer knows better than
+    # "nothing there" (e.g. "speech in French; the text features are English-only")
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features, dtype=np.float32)

@@ -47,7 +47,7 @@ _REGISTRATIONS = (
         "text",
         "2",
         "featurizers.text:TextFeaturizer",
-        ("vectors", "asr", "align", "language"),
+        ("vectors", "asr", "align", "language", "speech_language", "translate"),
     ),
     Registration(
         "visual-facemesh-fer",

@@ -80,8 +80,9 @@ class SegmentationSpec:
 
     ``pause``: a silence at least this long ends an utterance (voice activity, timed words,
     recognised words). ``merge_gap``: a short utterance joins a neighbour at most this far away.
-    ``asr``/``language``: the speech model used by ``asr`` segmentation. ``speakers``: auto,
-    none or a count (see ``featurizers.speakers``).
+    ``asr``/``language``: the speech model used by ``asr`` segmentation, and the spoken
+    language's code (None: Whisper detects it in each minute-long block it reads).
+    ``speakers``: auto, none or a count (see ``featurizers.speakers``).
     """
 
     how: str = "auto"
@@ -91,7 +92,7 @@ class SegmentationSpec:
     pause: float = 0.7
     merge_gap: float = 1.0
     asr: str = DEFAULT_ASR
-    language: str | None = "en"
+    language: str | None = None
     speakers: str = "none"
 
     def __post_init__(self) -> None:

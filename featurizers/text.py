@@ -29,7 +29,8 @@ import numpy as np
 from featurizers.asr import DEFAULT_ASR, WHISPER_DECODING
 from featurizers.base import FeatureSequence, FeaturizerSpec, MediaError
 from featurizers.cache import cache_dir
-from featurizers.words import get_words
+from featurizers.languages import check_language, language_name
+from featurizers.words import get_speech
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,16 @@ def _require_spacy() -> None:
 
 
 class TextFeaturizer:
-    """Word vectors for the words of a clip (see :func:`featurizers.words.get_words`)."""
+    """Word vectors for the words of a clip (see :func:`featurizers.words.get_speech`).
+
+    ``language``: the language the word vectors cover (every packaged table is English); speech
+    detected in another language gives no rows, with the reason in ``absent``, so the text
+    modality is absent rather than read from words the vectors do not know (None: any
+    language). ``speech_language`` forces the recogniser's language instead of detecting it;
+    ``translate`` recognises speech as its English translation (words then share each
+    sentence's span: a translation does not follow the speech word by word). Both change the
+    words, so they enter the spec (only when set, so the default spec is unchanged).
+    """
 
     def __init__(
         self,
@@ -266,12 +276,16 @@ class TextFeaturizer:
         transcript: Path | None = None,
         align: bool = True,
         language: str | None = "en",
+        speech_language: str | None = None,
+        translate: bool = False,
     ) -> None:
         self.vectors = vectors
         self.asr = asr
         self.transcript = Path(transcript) if transcript is not None else None
         self.align = align
         self.language = language
+        self.speech_language = speech_language
+        self.translate = translate
         params: dict[str, Any] = {
             "vectors": vectors,
             "asr": asr,
@@ -279,6 +293,10 @@ class TextFeaturizer:
             "align": align,
             "language": language,
         }
+        if speech_language is not None:
+            params["speech_language"] = check_language(speech_language)
+        if translate:
+            params["translate"] = True
         if self.transcript is not None:
             if not self.transcript.is_file():
                 raise MediaError(f"{transcript}: transcript file not found; check the path")
@@ -320,10 +338,31 @@ class TextFeaturizer:
 
     def extract(self, clip: Any) -> FeatureSequence:
         """One row per word, its interval the word's [start, end]; zero rows when silent."""
-        words = get_words(clip, self.transcript, self.asr, self.align, self.language)
+        speech = get_speech(
+            clip,
+            self.transcript,
+            self.asr,
+            self.align,
+            language=self.speech_language,
+            translate=self.translate,
+            wanted=self.language,
+        )
+        written = speech.words_language
+        if self.language is not None and written not in (None, self.language):
+            return FeatureSequence(
+                np.zeros((0, self.spec.dim)),
+                np.zeros((0, 2)),
+                self.spec,
+                words=[],
+                language=speech.language,
+                absent=f"speech in {language_name(written)}; the text features are "
+                f"{language_name(self.language)}-only",
+            )
+        words = speech.words
         return FeatureSequence(
             features=self.embed([w.text for w in words]),
             intervals=np.array([[w.start, w.end] for w in words], dtype=np.float64),
             spec=self.spec,
             words=[w.text for w in words],
+            language=speech.language,
         )

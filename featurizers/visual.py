@@ -178,14 +178,17 @@ class VisualFeaturizer:
                     self._classify(rows, pending)
         self._classify(rows, pending)
         features = np.stack(rows) if rows else np.zeros((0, len(DIM_NAMES)), np.float32)
+        # A frame lasts until the next one shown (variable frame rate: the stream's own times);
+        # the last one for one frame period.
         source_fps = clip.info.fps or self.fps
         period = 1.0 / min(self.fps, source_fps)
         begin = np.asarray(starts, dtype=np.float64)
+        end = np.append(begin[1:], begin[-1:] + period)
         if rows and not face_seen:
             log.warning(
                 "%s: no face found in any of %d frames; visual rows are zeros", clip, len(rows)
             )
-        return FeatureSequence(features, np.stack([begin, begin + period], axis=1), self.spec)
+        return FeatureSequence(features, np.stack([begin, end], axis=1), self.spec)
 
     def _frame_row(self, mesh: Any, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One frame's feature row (expressions still zero) and its face crop, if a face."""

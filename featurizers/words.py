@@ -14,6 +14,7 @@ on the segment alone. A clip without sound has words only from a transcript.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,19 @@ from featurizers.transcripts import (
     tokenize,
 )
 
-__all__ = ["Word", "get_words", "words_source"]
+__all__ = ["Speech", "Word", "get_speech", "get_words", "words_source"]
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = speech.SAMPLE_RATE
+ENGLISH = "en"  # the language of forced alignment's acoustic model (pocketsphinx en-us)
 # Plain text is forced-aligned in one pass over up to this much speech (about 40x real time on
 # one core; a 240-s clip of synthetic speech aligned with onsets within 0.12 s). Longer speech,
 # or a pass that fails, is first cut into utterances at Whisper's segments (several times slower).
 MAX_ALIGN_SECONDS = 300.0
 _PAD = 0.5  # seconds of audio around an utterance's rough span given to the aligner
 _MAX_SHIFT = 1.0  # an aligned onset this far outside Whisper's word span means a bad alignment
+_SURE_LANGUAGE = 0.5  # a detected language below this probability is reported as uncertain
 _SILENCE_RMS = 1e-3  # peak frame RMS below this (about -60 dBFS) is taken as no speech
 
 
@@ -51,24 +54,87 @@ def words_source(clip_path: Path, transcript: Path | None = None) -> Path | None
     return Path(transcript) if transcript is not None else find_sidecar(Path(clip_path))
 
 
+@dataclass
+class Speech:
+    """A clip's words and the language they were spoken in."""
+
+    words: list[Word]
+    language: str | None = None  # ISO 639-1 code; None when not known (a transcript, silence)
+    translated: bool = False  # the words are Whisper's English translation of the speech
+
+    @property
+    def words_language(self) -> str | None:
+        """The language the words are written in (English after translation)."""
+        return ENGLISH if self.translated else self.language
+
+
 def get_words(
     clip: Any,  # featurizers.media.MediaClip or SegmentClip
     transcript: Path | None = None,
     asr: str = speech.DEFAULT_ASR,
     align: bool = True,
-    language: str | None = "en",
+    language: str | None = None,
 ) -> list[Word]:
     """The clip's words in order with start/end seconds; [] when nothing is said."""
+    return get_speech(clip, transcript, asr, align, language).words
+
+
+def get_speech(
+    clip: Any,  # featurizers.media.MediaClip or SegmentClip
+    transcript: Path | None = None,
+    asr: str = speech.DEFAULT_ASR,
+    align: bool = True,
+    language: str | None = None,
+    translate: bool = False,
+    wanted: str | None = None,
+) -> Speech:
+    """The clip's words in order with start/end seconds (none when nothing is said).
+
+    ``language`` forces the spoken language (a code); None detects it from the sound.
+    ``translate`` recognises the speech as its English translation. ``wanted``: the only
+    language the caller can use; speech detected in another one is not transcribed (its words
+    would be dropped anyway). A transcript's language is the forced one, else unknown (None).
+    """
     source = words_source(Path(clip.path), transcript)
     parsed = _transcript_for(clip, source) if source is not None else None
     if parsed is None:
-        known = getattr(clip, "text", None)
+        known = None if translate else getattr(clip, "text", None)
         if not clip.info.has_audio:
             log.warning("%s: no audio stream and no transcript; no words", clip)
-            return []
+            return Speech([], language)
+        audio = clip.audio(SAMPLE_RATE)
+        if _speech_span(audio) is None:
+            return Speech([], language)
+        spoken = language or _detected(clip, audio, asr)
+        if wanted is not None and spoken != wanted and not translate:
+            return Speech([], spoken)
+        # forced alignment knows English only: other languages (and a translation, whose words
+        # are not the spoken ones) keep Whisper's times
+        alignable = align and not translate and spoken == ENGLISH
         if not known:
-            return _recognise(clip.audio(SAMPLE_RATE), asr, align, language)
+            return _recognise(audio, asr, alignable, spoken, translate)
         parsed = Transcript(cues=[Cue(tokenize(known))])
+        return Speech(_timed(clip, parsed, asr, alignable, spoken), spoken)
+    alignable = align and language in (None, ENGLISH)
+    return Speech(_timed(clip, parsed, asr, alignable, language), language)
+
+
+def _detected(clip: Any, audio: np.ndarray, asr: str) -> str:
+    code, probability = speech.detect_language(audio, asr)
+    if probability < _SURE_LANGUAGE:
+        log.warning(
+            "%s: the spoken language is uncertain (%s, p=%.2f); give it with --language if wrong",
+            clip,
+            code,
+            probability,
+        )
+    return code
+
+
+def _timed(
+    clip: Any, parsed: Transcript, asr: str, align: bool, language: str | None
+) -> list[Word]:
+    """The transcript's words with times: given ones, else aligned to (or spread over) speech."""
     if parsed.timed_words:
         return parsed.timed_words
     cues = [cue for cue in parsed.cues if cue.words]
@@ -101,21 +167,22 @@ def _transcript_for(clip: Any, source: Path) -> Transcript | None:
     return part
 
 
-def _recognise(audio: np.ndarray, asr: str, align: bool, language: str | None) -> list[Word]:
-    if _speech_span(audio) is None:
-        return []
-    utterances = speech.transcribe(audio, asr, language, word_times=not align)
-    recognised = [w for utterance in utterances for w in utterance]
-    if not align or not recognised:
-        return recognised
+def _recognise(
+    audio: np.ndarray, asr: str, align: bool, language: str | None, translate: bool
+) -> Speech:
+    recognised = speech.transcribe(audio, asr, language, word_times=not align, translate=translate)
+    utterances = recognised.utterances
+    found = Speech([w for u in utterances for w in u], recognised.language, translate)
+    if not align or not found.words:
+        return found
     # Align all recognised words in one pass (Whisper's segment times are rough); kept when
     # most words stay near the segment times (a guard against hallucinated text)
-    whole = _align_speech(audio, [w.text for w in recognised])
+    whole = _align_speech(audio, [w.text for w in found.words])
     if whole is not None:
-        shifts = [abs(a.start - r.start) for a, r in zip(whole, recognised, strict=True)]
+        shifts = [abs(a.start - r.start) for a, r in zip(whole, found.words, strict=True)]
         if float(np.median(shifts)) <= _MAX_SHIFT:
-            return whole
-    return _refine(audio, utterances, max_shift=_MAX_SHIFT)
+            return replace(found, words=whole)
+    return replace(found, words=_refine(audio, utterances, max_shift=_MAX_SHIFT))
 
 
 def _time_cues(audio: np.ndarray, cues: list[Cue], align: bool) -> list[Word]:
@@ -135,7 +202,8 @@ def _time_plain_text(
     aligned = _align_speech(audio, words)
     if aligned is not None:
         return aligned
-    utterances = _anchor_to_recognition(words, speech.transcribe(audio, asr, language), duration)
+    recognised = speech.transcribe(audio, asr, language).utterances
+    utterances = _anchor_to_recognition(words, recognised, duration)
     if utterances is None:
         log.warning("speech recognition matched none of the transcript; spreading words evenly")
         return _spread_over_speech(audio, words, 0.0, duration)

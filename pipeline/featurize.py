@@ -45,14 +45,17 @@ class Features:
     cached: bool = False
     seconds: float | None = None
     error: str | None = None
+    readable: str | None = None  # where a truncated recording's readable part ends
 
     def status(self) -> dict[str, Any]:
-        """The manifest's record of it: ``{"status", "entry", "seconds"}`` or ``{"status",
-        "error"}``."""
+        """The manifest's record of it: ``{"status", "entry", "seconds"}`` (and ``readable``
+        for a truncated file) or ``{"status", "error"}``."""
         if self.error is not None:
             return {"status": FAILED, "error": self.error}
         done = {"status": DONE, "entry": self.entry}
-        return done if self.seconds is None else {**done, "seconds": self.seconds}
+        if self.seconds is not None:
+            done["seconds"] = self.seconds
+        return done if self.readable is None else {**done, "readable": self.readable}
 
 
 def readable(text: str, clip: OpenedClip) -> str:
@@ -152,14 +155,24 @@ def features(
             results[modality] = Features(*found, cached=True)
     missing = {m: f for m, f in featurizers.items() if m not in results}
     if not missing:
-        return results
+        return _noting_the_cut(media, results)
     try:  # one view for every featurizer: a segment's sound is decoded once
         view = media if span.whole else media.segment(span.start, span.end, span.text)
     except MediaError as exc:
         return {**results, **dict.fromkeys(missing, Features(error=readable(str(exc), clip)))}
     for modality, featurizer in missing.items():
-        results[modality] = _extract(view, span, clip, modality, featurizer, key, store)
-    return {m: results[m] for m in featurizers}
+        results[modality] = _extract(
+            view, span, clip, modality, featurizer, key, store, media.info.readable
+        )
+    return _noting_the_cut(media, {m: results[m] for m in featurizers})
+
+
+def _noting_the_cut(media: MediaClip, results: dict[str, Features]) -> dict[str, Features]:
+    """Each result of a truncated recording says where its readable part ends."""
+    for found in results.values():
+        if found.error is None:
+            found.readable = media.info.readable
+    return results
 
 
 def _extract(
@@ -170,6 +183,7 @@ def _extract(
     featurizer: Featurizer,
     key: str,
     store: FeatureStore,
+    readable_part: str | None,
 ) -> Features:
     started = time.perf_counter()
     try:
@@ -184,8 +198,9 @@ def _extract(
             error=readable(f"{type(exc).__name__} in the {modality} featurizer: {exc}", clip)
         )
     seconds = round(time.perf_counter() - started, 4)
-    entry = store.write(
-        key, sequence, {"clip_id": span.id, "source": clip.source, "seconds": seconds}
-    )
+    meta = {"clip_id": span.id, "source": clip.source, "seconds": seconds}
+    if readable_part is not None:  # the entry holds only the readable part, and says so
+        meta["readable"] = readable_part
+    entry = store.write(key, sequence, meta)
     log.info("%s: %s features extracted", span.id, modality)
     return Features(entry, sequence, seconds=seconds)

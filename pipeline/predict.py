@@ -107,6 +107,9 @@ class ClipPrediction:
             "threshold": None if timeline is None else timeline.threshold,
             "attribution": ATTRIBUTION_METHOD,
             "duration": None if timeline is None else timeline.duration,
+            "language": None if timeline is None else timeline.language,
+            "orientation": None if timeline is None else timeline.orientation,
+            "readable": None if timeline is None else timeline.readable,
             "segmentation": None if timeline is None else timeline.segmentation,
             "segments": []
             if timeline is None
@@ -157,8 +160,8 @@ def rebuild_featurizers(recipe: FeatureRecipe, model_dir: Path) -> dict[str, Fea
 def _segmentation(
     segments: str | None, limits: dict[str, float], recipe: FeatureRecipe, speakers: str
 ) -> SegmentationSpec:
-    """``--segments`` when given, else the model's; ``limits`` (min_len/max_len) and
-    ``speakers`` on either."""
+    """``--segments`` when given, else the model's; ``limits`` (min_len/max_len, the spoken
+    language) and ``speakers`` on either."""
     try:
         speakers = parse_speakers(speakers)
     except ValueError as exc:
@@ -183,6 +186,8 @@ class Predictor:
     segmentation; auto for whole clips or labelled intervals). ``min_segment``/``max_segment``
     (seconds) apply to either. ``speakers``: auto, none or a count: the recording is diarized
     and cut where the speaker changes (``featurizers.speakers``), each segment with its speaker.
+    ``language`` forces the spoken language (else it is detected per segment); ``translate``
+    recognises speech as its English translation. Both apply to speech recognition only.
     """
 
     def __init__(
@@ -194,6 +199,8 @@ class Predictor:
         min_segment: float | None = None,
         max_segment: float | None = None,
         speakers: str = "auto",
+        language: str | None = None,
+        translate: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
         limits = {
@@ -202,9 +209,20 @@ class Predictor:
         self.model, self.info = load_model(self.model_dir, device=device)
         self.device = torch.device(device)
         self.recipe = model_recipe(self.info.feature_spec, self.model_dir)
+        # the spoken language is the recording's, never the training data's: None detects it
+        limits = {**limits, "language": language}
         self.segmentation = _segmentation(segments, limits, self.recipe, speakers)
         self.featurizers = rebuild_featurizers(self.recipe, self.model_dir)
         self.settings = self.recipe.alignment
+        # speech recognition options for the text featurizer, those set only
+        self._speech = {
+            k: v for k, v in (("speech_language", language), ("translate", translate)) if v
+        }
+        if self._speech:
+            try:
+                self.featurizers["text"] = self._text_variant()
+            except ValueError as exc:  # an unknown language code
+                raise PipelineError(f"--language {language}: {exc}") from None
         self.store = FeatureStore(cache_dir if cache_dir is not None else default_cache_dir())
         self._transcript_featurizers: dict[Path, Featurizer] = {}
 
@@ -264,12 +282,14 @@ class Predictor:
                 ".json)"
             )
         if path not in self._transcript_featurizers:
-            saved = self.recipe.specs["text"]
-            entry = registration(saved.name)
-            self._transcript_featurizers[path] = entry.create(
-                **entry.settings_of(saved), transcript=path
-            )
+            self._transcript_featurizers[path] = self._text_variant(transcript=path)
         return self._transcript_featurizers[path]
+
+    def _text_variant(self, **changes: Any) -> Featurizer:
+        """The model's text featurizer with this run's speech options and ``changes``."""
+        saved = self.recipe.specs["text"]
+        entry = registration(saved.name)
+        return entry.create(**{**entry.settings_of(saved), **self._speech, **changes})
 
     def _predict_clip(
         self, clip: OpenedClip, text: Featurizer, transcript: str | Path | None
@@ -310,6 +330,9 @@ class Predictor:
             segmentation=_segmentation_name(self.segmentation, spans),
             segments=sorted(results, key=lambda r: r.index),
             notes=_speaker_notes(self.segmentation, spans),
+            language=_main_language(results),
+            orientation=media.info.orientation if media.info.has_video else None,
+            readable=media.info.readable,
         )
         return ClipPrediction(
             clip_id=clip.clip_id,
@@ -362,8 +385,20 @@ class Predictor:
                 )
                 for c, name in enumerate(self.info.label_names)
             ]
-            results.append(SegmentResult.of(index, span, words, labels, have, missing[row]))
+            language = sequences["text"].language
+            results.append(
+                SegmentResult.of(index, span, words, labels, have, missing[row], language=language)
+            )
         return results
+
+
+def _main_language(results: Sequence[SegmentResult]) -> str | None:
+    """The language spoken longest over the segments (None when none was detected)."""
+    spoken: dict[str, float] = {}
+    for r in results:
+        if r.language:
+            spoken[r.language] = spoken.get(r.language, 0.0) + r.end - r.start
+    return max(spoken, key=spoken.__getitem__) if spoken else None
 
 
 def _unpredictable(
@@ -401,6 +436,8 @@ def predict_clips(
     min_segment: float | None = None,
     max_segment: float | None = None,
     speakers: str = "auto",
+    language: str | None = None,
+    translate: bool = False,
 ) -> list[ClipPrediction]:
     """Load the model in ``model_dir`` and predict every clip of ``paths`` (see Predictor)."""
     predictor = Predictor(
@@ -410,5 +447,7 @@ def predict_clips(
         min_segment=min_segment,
         max_segment=max_segment,
         speakers=speakers,
+        language=language,
+        translate=translate,
     )
     return predictor.predict(paths, transcript=transcript, progress=progress)

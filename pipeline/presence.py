@@ -1,7 +1,9 @@
 """Which modalities a clip or segment really has, and model inputs that never fake the others.
 
 A modality is absent when there is nothing of it to read: no words (text), no video frames or
-no face in any of them (visual), no audio track or no voiced frame (audio). Absent modalities are
+no face in any of them (visual), no audio track or no voiced frame (audio); or when its
+featurizer says why it gave nothing (``FeatureSequence.absent``: speech in a language the text
+features do not cover). Absent modalities are
 passed to the model as ``Batch.present = False`` so that CARAT takes its masked path; they are
 never fed as zero features that it would read as data. Each absence carries a short reason that
 every output shows.
@@ -31,7 +33,7 @@ def absence_reasons(
     """modality -> why it is absent, for one clip's sequences and its aligned masks ``[L]``."""
     missing: dict[str, str] = {}
     if len(sequences["text"].features) == 0:
-        missing["text"] = "no words"
+        missing["text"] = sequences["text"].absent or "no words"
     if len(sequences["visual"].features) == 0:
         missing["visual"] = "no video frames"
     elif not masks["visual"].any():

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 DONE = "done"
 FAILED = "failed"
+_NOTES = ("language", "absent")  # FeatureSequence fields kept in an entry's JSON sidecar
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -183,6 +184,7 @@ class FeatureStore:
             "content_hash": content_hash,
             "npz_sha256": hashlib.sha256(data).hexdigest(),
             "rows": int(len(sequence.features)),
+            **{k: getattr(sequence, k) for k in _NOTES if getattr(sequence, k) is not None},
             **(meta or {}),
         }
         # The sidecar first, the arrays last: an .npz file in the store is a complete entry
@@ -207,6 +209,7 @@ class FeatureStore:
                     intervals=arrays["intervals"],
                     spec=FeaturizerSpec.from_dict(sidecar["spec"]),
                     words=words,
+                    **{k: sidecar.get(k) for k in _NOTES},
                 )
         except FileNotFoundError:
             return None

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from featurizers.languages import language_name
 from featurizers.span import Span
 from pipeline.errors import PipelineError
 
@@ -55,6 +56,7 @@ class SegmentResult:
     missing: dict[str, str]
     error: str | None = None
     span: Span | None = None  # the span it was predicted on (its recording, source, text)
+    language: str | None = None  # the spoken language's ISO 639-1 code, when known
 
     @property
     def speaker(self) -> str | None:
@@ -71,9 +73,12 @@ class SegmentResult:
         present: list[str],
         missing: dict[str, str],
         error: str | None = None,
+        language: str | None = None,
     ) -> SegmentResult:
         """The result for ``span``: its times are the span's."""
-        return cls(index, span.start, span.end, words, labels, present, missing, error, span)
+        return cls(
+            index, span.start, span.end, words, labels, present, missing, error, span, language
+        )
 
     @property
     def predicted(self) -> list[LabelScore]:
@@ -99,6 +104,18 @@ class Timeline:
     segmentation: str
     segments: list[SegmentResult]
     notes: list[str] = field(default_factory=list)  # what the reader should know (one line each)
+    language: str | None = None  # the most spoken language over the segments, when known
+    orientation: str | None = None  # what was done to the picture ("turned 90°"), if any video
+    readable: str | None = None  # where a truncated file's readable part ends, else None
+
+    def media_notes(self) -> list[str]:
+        """What the recording's media needed said: language, orientation, readable length."""
+        notes = []
+        if self.language:
+            notes.append(f"language {language_name(self.language)} ({self.language})")
+        if self.orientation and self.orientation != "upright":
+            notes.append(f"picture {self.orientation}")
+        return notes + ([self.readable] if self.readable else [])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: plain dicts, lists, strings and numbers."""

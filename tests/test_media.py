@@ -171,53 +171,97 @@ def test_truncated_mp4_loses_its_index(tmp_path: Path) -> None:
     assert_one_line_naming(exc, cut)
 
 
-def test_truncated_mp4_with_index_in_front(tmp_path: Path) -> None:
-    """A 'faststart' mp4 still opens when its tail is gone: decoding must notice."""
-    faststart = tmp_path / "faststart.mp4"
+def faststart_copy(path: Path) -> Path:
+    """The fixture remuxed with its index in front ('faststart'), so a cut copy still opens."""
     with (
         av.open(str(CLIP)) as src,
-        av.open(str(faststart), "w", options={"movflags": "faststart"}) as out,
+        av.open(str(path), "w", options={"movflags": "faststart"}) as out,
     ):
         streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
         for packet in src.demux():
             if packet.dts is not None:
                 packet.stream = streams[packet.stream.index]
                 out.mux(packet)
-    assert len(list(MediaClip(faststart).frames())) == TRUTH["n_frames"]
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 6 // 10])
+    return path
+
+
+def cut_copy(path: Path, target: Path, fraction: float = 0.6) -> Path:
+    target.write_bytes(path.read_bytes()[: int(path.stat().st_size * fraction)])
+    return target
+
+
+def remux(path: Path, target: Path) -> Path:
+    with av.open(str(path)) as src, av.open(str(target), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize("container", ["faststart.mp4", "recording.mkv"])
+def test_truncated_file_gives_its_readable_part(
+    tmp_path: Path, container: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cut file whose header still opens (an interrupted .mkv, a 'faststart' .mp4): the
+    readable part decodes without error, and the info says where it ends."""
+    whole = (
+        faststart_copy(tmp_path / container)
+        if container.endswith(".mp4")
+        else remux(CLIP, tmp_path / container)
+    )
+    assert not MediaClip(whole).info.truncated
+    cut = cut_copy(whole, tmp_path / f"cut {container}")
     clip = MediaClip(cut)
-    with pytest.raises(MediaError, match="video stops at .* \\(truncated\\)") as exc:
-        list(clip.frames())
-    assert_one_line_naming(exc, cut)
-    with pytest.raises(MediaError, match="truncated"):
-        clip.audio()
+    info = clip.info
+    assert info.truncated
+    assert info.declared == pytest.approx(TRUTH["duration_s"], abs=0.1)
+    assert 1.5 < info.duration < 0.75 * info.declared
+    expected = f"readable to {info.duration:.2f} s of {info.declared:.2f} s (truncated)"
+    assert info.readable == expected
+    assert "truncated" in caplog.text
+    times = [t for t, _ in clip.frames()]
+    assert times[-1] == pytest.approx(info.duration, abs=0.1)
+    assert len(clip.audio()) / 16000 == pytest.approx(info.duration, abs=0.15)
 
 
-def test_segment_of_a_truncated_file_fails_only_past_the_cut(tmp_path: Path) -> None:
+def test_segment_of_a_truncated_file_is_refused_past_the_cut(tmp_path: Path) -> None:
     """A range before the cut decodes; a range reaching into the missing tail is refused."""
-    faststart = tmp_path / "faststart.mp4"
-    with (
-        av.open(str(CLIP)) as src,
-        av.open(str(faststart), "w", options={"movflags": "faststart"}) as out,
-    ):
-        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
-        for packet in src.demux():
-            if packet.dts is not None:
-                packet.stream = streams[packet.stream.index]
-                out.mux(packet)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 6 // 10])
+    cut = cut_copy(faststart_copy(tmp_path / "faststart.mp4"), tmp_path / "cut.mp4")
     clip = MediaClip(cut)
     early = clip.segment(0.5, 1.5)
     assert len(list(early.frames())) == 30
     assert len(early.audio()) == 16000
-    late = clip.segment(3.0, clip.info.duration)
-    with pytest.raises(MediaError, match="truncated") as exc:
-        list(late.frames())
+    with pytest.raises(MediaError, match="readable to .* \\(truncated\\)") as exc:
+        clip.segment(3.0, clip.info.declared)
     assert_one_line_naming(exc, cut)
-    with pytest.raises(MediaError, match="truncated"):
-        late.audio()
+
+
+def test_streams_that_stop_apart_get_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "short sound.mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("aac", rate=16000, layout="mono")
+        for _ in range(90):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(marked_picture(64, 48))))
+        out.mux(video.encode(None))
+        tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(8000) / 16000)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                tone[None, start : start + 1024], format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 16000, start
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    clip = MediaClip(path)
+    assert "stop at different times (video 3.00 s, audio 0.5" in caplog.text
+    assert clip.info.duration == pytest.approx(3.0, abs=0.1) and not clip.info.truncated
+    assert len(list(clip.frames())) == 90
+    assert len(clip.audio()) / 16000 == pytest.approx(0.5, abs=0.1)
 
 
 def test_audio_only_file(tmp_path: Path) -> None:
@@ -257,18 +301,64 @@ def test_4k_frames_stream_and_shrink(tmp_path: Path) -> None:
     assert small[:10, :10].mean() > 200 and small[-10:, -10:].mean() < 50  # same picture
 
 
-@pytest.mark.parametrize("rotation", [90, 180, 270])
-def test_rotation_metadata_is_applied(tmp_path: Path, rotation: int) -> None:
-    """A phone clip stored turned, with a display matrix saying so, comes out upright."""
-    clip = MediaClip(write_clip(tmp_path / "phone.mp4", n_frames=3, rotation=rotation))
-    expected = np.rot90(marked_picture(64, 48), k=rotation // 90)  # as ffmpeg shows it
-    assert clip.info.rotation == rotation
+# (display rotation, hflip, vflip) as PyAV writes the display matrix -> (quarter turns
+# counter-clockwise, then mirrored left-right): the picture FFmpeg's own player shows (checked
+# against `ffmpeg -i clip -frames:v 1 shown.png`, FFmpeg 5.1, for all 16).
+SHOWN = {
+    (0, False, False): (0, False), (0, False, True): (2, True),
+    (0, True, False): (0, True), (0, True, True): (2, False),
+    (90, False, False): (1, False), (90, False, True): (3, True),
+    (90, True, False): (1, True), (90, True, True): (3, False),
+    (180, False, False): (2, False), (180, False, True): (0, True),
+    (180, True, False): (2, True), (180, True, True): (0, False),
+    (270, False, False): (3, False), (270, False, True): (1, True),
+    (270, True, False): (3, True), (270, True, True): (1, False),
+}  # fmt: skip
+
+
+def write_oriented(path: Path, rotation: float, hflip: bool = False, vflip: bool = False) -> Path:
+    """A 3-frame marked clip whose display matrix turns (and mirrors) it."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        for _ in range(3):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(marked_picture(64, 48))))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("rotation", "hflip", "vflip"), sorted(SHOWN))
+def test_rotation_and_mirroring_are_applied(
+    tmp_path: Path, rotation: int, hflip: bool, vflip: bool
+) -> None:
+    """A phone clip stored turned (or a front camera's mirrored one), with a display matrix
+    saying so, comes out as players show it."""
+    path = write_oriented(tmp_path / "phone.mp4", rotation, hflip, vflip)
+    turns, mirrored = SHOWN[(rotation, hflip, vflip)]
+    expected = np.rot90(marked_picture(64, 48), k=turns)
+    expected = np.fliplr(expected) if mirrored else expected
+    clip = MediaClip(path)
+    assert (clip.info.rotation, clip.info.mirrored) == (turns * 90, mirrored)
     assert (clip.info.height, clip.info.width) == expected.shape[:2]
-    _, upright = next(clip.frames())
-    assert upright.shape == expected.shape
-    assert np.abs(upright.astype(int) - expected).mean() < 10
+    _, shown = next(clip.frames())
+    assert shown.shape == expected.shape
+    assert np.abs(shown.astype(int) - expected).mean() < 10
     _, small = next(clip.frames(max_side=32))
     assert small.shape == (expected.shape[0] // 2, expected.shape[1] // 2, 3)
+    words = {(0, False): "upright", (1, False): "turned 90°", (2, True): "turned 180°, mirrored"}
+    if (turns, mirrored) in words:
+        assert clip.info.orientation == words[(turns, mirrored)]
+
+
+def test_rotation_off_a_quarter_turn_is_rounded_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clip = MediaClip(write_oriented(tmp_path / "tilted.mp4", 80))
+    assert clip.info.rotation == 90
+    assert "display rotation of 80 degrees is not a multiple of 90" in caplog.text
+    assert "turned 90 degrees (the nearest quarter turn)" in caplog.text
+    assert next(clip.frames())[1].shape == (64, 48, 3)
 
 
 def test_audio_starting_late_keeps_clip_time(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ SEGMENT_COLUMNS = (
     "present",
     "missing",
     "error",
+    "language",
 )
 COLUMNS = ("clip_id", "source", *SEGMENT_COLUMNS)
 
@@ -35,7 +36,7 @@ def segment_rows(timeline: Timeline) -> Iterator[dict[str, Any]]:
     """One row per segment and label, keyed by ``SEGMENT_COLUMNS`` (an unpredictable segment:
     one row with its error and no label). ``present`` is ``;``-separated; ``missing`` reads
     ``audio: silence; visual: no face``; contribution columns are empty when the model gave
-    none."""
+    none; ``language`` is the segment's spoken language (empty when not detected)."""
     for seg in timeline.ordered():
         common = {
             "segment": seg.index,
@@ -47,6 +48,7 @@ def segment_rows(timeline: Timeline) -> Iterator[dict[str, Any]]:
                 f"{m}: {seg.missing[m]}" for m in sorted(seg.missing, key=modality_rank)
             ),
             "error": seg.error or "",
+            "language": seg.language or "",
         }
         if not seg.labels:
             yield common

@@ -203,6 +203,7 @@ def _summary(timeline: Timeline, segments: Sequence[SegmentResult]) -> str:
         ),
         ("segmented by", timeline.segmentation),
         ("threshold", f"{timeline.threshold:.2f}"),
+        *(tuple(note.split(" ", 1)) for note in timeline.media_notes()),
     ]
     absent = [(m, sum(m in s.missing for s in segments)) for m in MODALITY_ORDER]
     if any(n for _, n in absent):

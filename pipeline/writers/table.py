@@ -40,6 +40,7 @@ def clip_table(clip: ClipPrediction, seg: SegmentResult) -> str:
     heard = " ".join(seg.words) or "(no words)"
     origin = clip.transcript or "speech recognition"
     lines = [f"{clip.source}", f'  words ({origin}): "{heard}"']
+    lines += [f"  {note}" for note in clip.timeline.media_notes()]
     if seg.missing:
         absent = "; ".join(f"{m}: {why}" for m, why in seg.missing.items())
         lines.append(f"  predicted without {absent}")
@@ -77,6 +78,7 @@ def timeline_table(timeline: Timeline, words_chars: int = 40) -> str:
     header = (
         f"{timeline.source}: {clock(timeline.duration)}, {len(segments)} segments "
         f"({timeline.segmentation}), labels at >= {timeline.threshold:.2f}"
+        + "".join(f"; {note}" for note in timeline.media_notes())
     )
     spans = [f"{clock(s.start)}-{clock(s.end)}" for s in segments]
     time_title = "time"
