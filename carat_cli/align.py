@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from carat_cli.common import count, echo_failures, examples, user_errors
-from carat_cli.options import engine_options, preset_option, speakers_option, workers_option
+from carat_cli.options import (
+    engine_options,
+    face_option,
+    preset_option,
+    speakers_option,
+    workers_option,
+)
 
 
 @click.command(
@@ -40,6 +46,7 @@ from carat_cli.options import engine_options, preset_option, speakers_option, wo
 @speakers_option(
     "none", "with --videos, each labelled interval (not cut) names the speaker heard most in it"
 )
+@face_option("Interval labels: ")
 @click.option("--mode", type=click.Choice(["aligned", "unaligned"]), default="aligned")
 @click.option(
     "--max-len",
@@ -69,6 +76,7 @@ def align(
     engine: str,
     address: str | None,
     speakers: str,
+    face: str,
     mode: str,
     max_len: str | None,
     weighted: bool,
@@ -96,7 +104,12 @@ def align(
         strict=strict,
     )
     extract = ExtractOptions(
-        preset=preset, workers=workers, engine=engine, address=address, speakers=speakers
+        preset=preset,
+        workers=workers,
+        engine=engine,
+        address=address,
+        speakers=speakers,
+        face=face,
     )
     summary = build_dataset(features_dir, labels, out, options, list(videos) or None, extract)
     if summary.extract is not None:

@@ -9,6 +9,7 @@ import click
 from carat_cli.common import count, echo_failures, examples, progress_bar, user_errors
 from carat_cli.options import (
     engine_options,
+    face_option,
     preset_option,
     segment_options,
     speakers_option,
@@ -42,6 +43,7 @@ from carat_cli.options import (
 @speakers_option(
     "none", "with --segments, segments are cut where the speaker changes and record their speaker"
 )
+@face_option()
 @user_errors
 def extract(
     inputs: tuple[str, ...],
@@ -59,6 +61,7 @@ def extract(
     min_segment: float | None,
     max_segment: float | None,
     speakers: str,
+    face: str,
 ) -> None:
     """Extract features of clips, folders, list files or tar/zip archives into a store
     (cached per clip and featurizer, resumable)."""
@@ -82,6 +85,7 @@ def extract(
             min_segment=min_segment,
             max_segment=max_segment,
             speakers=speakers,
+            face=face,
         )
     if summary.total == 0 and shard is not None:
         click.echo(

@@ -17,6 +17,11 @@ SEGMENTS_HELP = (
     "(the whole file as one clip)."
 )
 
+FACE_HELP = (
+    "Whose face gives the visual features: auto (the face whose mouth moves with the voice, "
+    "else the largest), largest, or a face track id (1, 2, ...; as the outputs name them)."
+)
+
 
 def stacked(*decorators: Decorator) -> Decorator:
     """Several option decorators as one, in the order they are listed (as in --help)."""
@@ -135,3 +140,8 @@ dataset_options = stacked(
 cache_option = click.option(
     "--cache", type=click.Path(file_okay=False), help="Feature cache [$CARAT_CACHE]."
 )
+
+
+def face_option(prefix: str = "") -> Decorator:
+    """--face auto|largest|ID; ``prefix`` says when it applies (e.g. "Interval labels: ")."""
+    return click.option("--face", default="auto", show_default=True, help=prefix + FACE_HELP)

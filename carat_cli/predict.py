@@ -9,7 +9,13 @@ from typing import Any
 import click
 
 from carat_cli.common import examples, progress_bar, user_errors
-from carat_cli.options import cache_option, segment_options, speakers_option, speech_options
+from carat_cli.options import (
+    cache_option,
+    face_option,
+    segment_options,
+    speakers_option,
+    speech_options,
+)
 from pipeline.writers import INPUTS, RECORDING, WRITERS, Writer, get_writer, write_recording_files
 
 DEFAULT_OUTPUT = "table"  # what predict prints when no other printed format is asked for
@@ -76,6 +82,7 @@ def chosen_outputs(outputs: dict[str, Any]) -> tuple[Writer, dict[str, str | Non
 @speech_options()
 @output_options
 @cache_option
+@face_option()
 @user_errors
 def predict(
     inputs: tuple[str, ...],
@@ -88,6 +95,7 @@ def predict(
     language: str | None,
     translate: bool,
     cache: str | None,
+    face: str,
     **outputs: Any,
 ) -> None:
     """Predict the emotions of clips or whole recordings (files, folders, list files or
@@ -109,6 +117,7 @@ def predict(
             speakers=speakers,
             language=language,
             translate=translate,
+            face=face,
         )
     written = write_recording_files(results, files)
     for result in results:

@@ -51,7 +51,7 @@ _REGISTRATIONS = (
     ),
     Registration(
         "visual-facemesh-fer",
-        "2",
+        "3",
         "featurizers.visual:VisualFeaturizer",
         (
             "fps",
@@ -59,6 +59,7 @@ _REGISTRATIONS = (
             "min_detection_confidence",
             "min_tracking_confidence",
             "confidence_every",
+            "max_faces",
         ),
     ),
     Registration(

@@ -10,7 +10,9 @@ recording itself: its id is the clip id and its key the recording's hash, as for
 was never cut.
 
 Later fields (speaker, face track, language) are added with a default, so every span written
-before them still reads back.
+before them still reads back. ``face`` is the face track the span's visual features come from
+(``featurizers.face_tracks``; None: none, or not chosen yet), ``faces`` how many tracks were seen
+in it and ``face_how`` how the face was chosen (``featurizers.active_speaker``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Span:
     text: str | None = None
     recording: str = ""
     speaker: str | None = None  # who speaks in it (diarization: "S1", "S2", ...), when known
+    face: str | None = None
+    faces: int | None = None
+    face_how: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", round(float(self.start), _DECIMALS))

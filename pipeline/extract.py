@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from featurizers.active_speaker import AUTO, parse_face
 from featurizers.base import Featurizer, FeaturizerSpec, MediaError
 from featurizers.media import MediaClip
 from featurizers.segments import SegmentationSpec
@@ -256,6 +257,7 @@ def run_extract(
     max_segment: float | None = None,
     spans: Sequence[Span] | None = None,
     speakers: str = "none",
+    face: str = AUTO,
 ) -> ExtractSummary:
     """Extract features of every clip in ``inputs`` into the store at ``out``.
 
@@ -267,7 +269,8 @@ def run_extract(
     id) gives the segments instead, and restricts the run to those recordings. ``speakers``
     (auto or a count) diarizes segmented recordings: segments are cut where the speaker changes
     and each records its speaker in the manifest; given ``spans`` are not cut, each is given the
-    speaker heard most in it.
+    speaker heard most in it. ``face``: whose face gives the visual features (auto, largest or
+    a track id; a ``factory``'s visual featurizer keeps its own).
     """
     from featurizers.presets import parse_modalities
 
@@ -287,7 +290,11 @@ def run_extract(
         else parse_segmentation(segments, min_segment, max_segment, speakers)
     )
     if factory is None:
-        factory = preset_factory(preset, wanted)
+        try:
+            overrides = {"visual": {"face": parse_face(face)}} if "visual" in wanted else {}
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from None
+        factory = preset_factory(preset, wanted, **overrides)
     try:
         featurizers = factory()
     except ValueError as exc:
@@ -316,7 +323,8 @@ def run_extract(
     except ValueError as exc:
         raise PipelineError(f"--speakers {speakers}: {exc}") from None
     with store.open_manifest() as manifest:
-        run = _Run(store, manifest, summary, report, factory, specs, plan)
+        face_mode = getattr(featurizers.get("visual"), "face", AUTO)
+        run = _Run(store, manifest, summary, report, factory, specs, plan, face_mode)
         spool = _fresh_spool(store.root)
         try:
             for refusal in catalog.refusals:
@@ -346,6 +354,7 @@ class ExtractOptions:
     factory: FeaturizerFactory | None = None
     progress: Callable[[int, int], None] | None = None
     speakers: str = "none"  # auto or a count: each span's speaker, found by diarization
+    face: str = AUTO
 
 
 def extract_spans(
@@ -364,6 +373,7 @@ def extract_spans(
         progress=options.progress,
         spans=spans,
         speakers=options.speakers,
+        face=options.face,
     )
 
 
@@ -402,6 +412,7 @@ class _Run:
         factory: FeaturizerFactory,
         specs: dict[str, FeaturizerSpec],
         plan: _Plan,
+        face: str | int = AUTO,
     ) -> None:
         self.store = store
         self.manifest = manifest
@@ -410,6 +421,7 @@ class _Run:
         self.factory = factory
         self.specs = specs
         self.plan = plan
+        self.face = face  # the visual featurizer's face mode: part of visual cache keys
         self.errors: list[dict[str, str]] = []
         self.open: dict[str, _Open] = {}
         self.queue: deque[PlanTask | SpanTask] = deque()
@@ -487,7 +499,9 @@ class _Run:
             key = clip.content_hash if span is None else span.key(clip.content_hash)
             cached = {
                 m: {"status": DONE, "entry": entry}
-                for m, entry in featurize.cached(self.store, key, self.specs).items()
+                for m, entry in featurize.cached(
+                    self.store, key, self.specs, self.face, span
+                ).items()
             }
             todo = tuple(m for m in self.specs if m not in cached)
             if not todo:

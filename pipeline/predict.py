@@ -35,6 +35,7 @@ from carat.attribution import METHOD as ATTRIBUTION_METHOD
 from carat.attribution import shapley
 from carat.data.types import MODALITIES, Batch
 from carat.modeldir import load_model
+from featurizers.active_speaker import AUTO, parse_face
 from featurizers.base import FeatureSequence, Featurizer, MediaError
 from featurizers.cache import cache_dir
 from featurizers.registry import SpecMismatch, registration
@@ -201,8 +202,13 @@ class Predictor:
         speakers: str = "auto",
         language: str | None = None,
         translate: bool = False,
+        face: str = AUTO,
     ) -> None:
         self.model_dir = Path(model_dir)
+        try:
+            face_mode = parse_face(face)
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from exc
         limits = {
             k: v for k, v in (("min_len", min_segment), ("max_len", max_segment)) if v is not None
         }
@@ -213,6 +219,8 @@ class Predictor:
         limits = {**limits, "language": language}
         self.segmentation = _segmentation(segments, limits, self.recipe, speakers)
         self.featurizers = rebuild_featurizers(self.recipe, self.model_dir)
+        if hasattr(self.featurizers.get("visual"), "face"):
+            self.featurizers["visual"].face = face_mode  # type: ignore[attr-defined]
         self.settings = self.recipe.alignment
         # speech recognition options for the text featurizer, those set only
         self._speech = {
@@ -302,7 +310,8 @@ class Predictor:
         try:
             media = MediaClip(clip.path)
             spans = featurize.plan(self.store, clip, self.segmentation, media, given).spans
-        except MediaError as exc:
+            spans = featurize.assign_faces(self.store, clip, media, spans, featurizers)
+        except (MediaError, featurize.FaceOptionError) as exc:
             return ClipPrediction(
                 clip.clip_id, clip.source, error=featurize.readable(str(exc), clip)
             )
@@ -438,6 +447,7 @@ def predict_clips(
     speakers: str = "auto",
     language: str | None = None,
     translate: bool = False,
+    face: str = AUTO,
 ) -> list[ClipPrediction]:
     """Load the model in ``model_dir`` and predict every clip of ``paths`` (see Predictor)."""
     predictor = Predictor(
@@ -449,5 +459,6 @@ def predict_clips(
         speakers=speakers,
         language=language,
         translate=translate,
+        face=face,
     )
     return predictor.predict(paths, transcript=transcript, progress=progress)

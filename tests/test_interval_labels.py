@@ -15,6 +15,7 @@ from long_recording import make_long_recording, srt_time
 from carat.data import load_dataset
 from cli import main
 from featurizers.span import Span
+from featurizers.visual import DIM_NAMES
 from pipeline.build import BuildOptions, build_dataset
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractOptions, run_extract
@@ -218,6 +219,15 @@ def _cut(recording: Path, start: float, end: float, out: Path) -> Path:
     return out
 
 
+def _same_face_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row: the same face in the same frame. An interval's rows come from the recording's
+    face tracks (the mesh tracking since the recording's start), a cut clip's from a mesh
+    started at the cut, so landmarks differ by their tracking history: head angles by up to
+    a degree, the other measures by a few hundredths."""
+    angles = np.isin(DIM_NAMES, ("pose_pitch", "pose_yaw", "pose_roll"))
+    return (np.abs(a - b) <= np.where(angles, 1.0, 0.05)).all(axis=-1)
+
+
 def test_dataset_from_intervals_equals_the_same_ranges_cut_as_clips(recording, tmp_path):
     path, planted = recording
     spans = _spans(planted)
@@ -263,7 +273,7 @@ def test_dataset_from_intervals_equals_the_same_ranges_cut_as_clips(recording, t
         np.testing.assert_allclose(x.features["audio"], y.features["audio"], rtol=1e-4, atol=1e-4)
         # The cut files' frame times come back up to 1 ms off (the muxer), which can move a
         # frame across a word boundary; the frames themselves are the same (checked below).
-        same = np.abs(x.features["visual"] - y.features["visual"]).max(axis=2) < 1e-4
+        same = _same_face_rows(x.features["visual"], y.features["visual"])
         assert same[x.masks["visual"] > 0].mean() >= 0.9
     segments, cut_store = (
         FeatureStore(tmp_path / "features"),
@@ -274,8 +284,16 @@ def test_dataset_from_intervals_equals_the_same_ranges_cut_as_clips(recording, t
             segments.load(_segment_id(*span), "visual"),
             cut_store.load(f"seg{n}.mov", "visual"),
         )
-        np.testing.assert_allclose(mine.features, theirs.features, atol=1e-5)
-        np.testing.assert_allclose(mine.intervals, theirs.intervals, atol=1.5e-3)
+        # The interval's rows are the recording's 15 frames/s (sampled from its start), the
+        # cut's are sampled from the cut: the 30 frames/s source gives each every other frame,
+        # the same ones or the ones between. Where they share a frame, the face is the same.
+        assert abs(len(mine.intervals) - len(theirs.intervals)) <= 1
+        assert mine.features[:, 0].all() and theirs.features[:, 0].all()
+        gap = np.abs(mine.intervals[:, None, 0] - theirs.intervals[None, :, 0])
+        mine_rows, their_rows = np.nonzero(gap < 1.5e-3)
+        assert len(mine_rows) > 0
+        typical = np.median(np.abs(mine.features[mine_rows] - theirs.features[their_rows]), 0)
+        assert _same_face_rows(typical, np.zeros_like(typical))
     assert a.splits["train"].ids[0] == _segment_id(*spans[0])
 
 
