@@ -159,6 +159,7 @@ class VisualFeaturizer:
         self._detections: list[tuple[float, float, float]] = []  # (centre x, y, score)
         self._faces_last = 0
         self._last_rows: list[np.ndarray] = []
+        self._detected_now = False  # the detector ran on the current frame
 
     def _load(self) -> None:
         if self._expressions is None:
@@ -208,10 +209,9 @@ class VisualFeaturizer:
         pending: list[tuple[np.ndarray, np.ndarray]] = []  # (row, face crop) awaiting FER
         face_seen = False
         self._confidence_age = None
-        mesh = _start(
-            "face_mesh.FaceMesh",
+        mesh = _FittedMesh(
+            self.max_faces,
             static_image_mode=False,  # track across frames: detect only when tracking is lost
-            max_num_faces=self.max_faces,
             refine_landmarks=True,  # 478 points: adds the irises
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
@@ -220,7 +220,9 @@ class VisualFeaturizer:
             for t, frame in clip.frames(fps=self.fps, max_side=self.max_side):
                 # The graphs' start-up warnings come with the first face found.
                 with contextlib.nullcontext() if face_seen else _native_stderr_silenced():
-                    found = self._frame_faces(mesh, frame)
+                    found = self._frame_faces(mesh.graph, frame)
+                    if self._detected_now:
+                        mesh.fit(len(self._detections))
                 face_seen = face_seen or bool(found)
                 pending.extend((row, crop) for row, _, crop in found)
                 faces.append([(row, corners) for row, corners, _ in found])
@@ -260,6 +262,7 @@ class VisualFeaturizer:
         landmark box (0: not confirmed). The detector runs when faces are (re)acquired or their
         number changes, when a face was unconfirmed, and every ``confidence_every``-th frame;
         otherwise its last detections are reused."""
+        self._detected_now = False
         if not faces:
             self._confidence_age = None  # the next face found is a new acquisition
             self._faces_last = 0
@@ -269,6 +272,7 @@ class VisualFeaturizer:
         if stale or any(row[1] == 0.0 for row in self._last_rows):
             self._detections = self._detect(frame)
             self._confidence_age = 0
+            self._detected_now = True
         else:
             self._confidence_age = age + 1
         for row, corners, _ in faces:
@@ -296,6 +300,39 @@ class VisualFeaturizer:
         for (row, _), p in zip(pending, probabilities, strict=True):
             row[_EXPRESSIONS] = p
         pending.clear()
+
+
+class _FittedMesh:
+    """The face mesh, asked for as many faces as the detector last saw (1 to ``max_faces``).
+
+    A mesh asked for more faces than are in view runs its own detector on every frame to look
+    for the rest: a one-face clip then ran at about half the frame rate. So the mesh looks for
+    the faces the detector (run every ``confidence_every``-th frame anyway) sees: a new face is
+    taken up within that many frames, and the mesh shrinks after ``SHRINK_AFTER`` detector runs
+    in a row saw fewer faces. Each change restarts the graph (it re-detects once).
+    """
+
+    SHRINK_AFTER = 6
+
+    def __init__(self, max_faces: int, **options: Any) -> None:
+        self.max_faces, self.options = max_faces, options
+        self.capacity, self.lower = 1, 0
+        self.graph = _start("face_mesh.FaceMesh", max_num_faces=1, **options)
+
+    def fit(self, seen: int) -> None:
+        """Follow the number of faces the detector ``seen`` on this frame."""
+        wanted = min(max(seen, 1), self.max_faces)
+        self.lower = self.lower + 1 if wanted < self.capacity else 0
+        if wanted > self.capacity or self.lower >= self.SHRINK_AFTER:
+            self.graph.close()
+            self.graph = _start("face_mesh.FaceMesh", max_num_faces=wanted, **self.options)
+            self.capacity, self.lower = wanted, 0
+
+    def __enter__(self) -> _FittedMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.graph.close()
 
 
 def _inside(x: float, y: float, corners: np.ndarray) -> bool:

@@ -248,13 +248,14 @@ def test_faces_per_frame_are_bounded_by_max_faces(tmp_path):
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=10)
         video.width, video.height, video.pix_fmt = grid.shape[1], grid.shape[0], "yuv420p"
-        for _ in range(3):
+        for _ in range(4):
             out.mux(video.encode(av.VideoFrame.from_ndarray(grid, "rgb24")))
         out.mux(video.encode(None))
     for max_faces in (2, 4):
         found = VisualFeaturizer(fps=10, max_faces=max_faces).tracks(MediaClip(path))
         per_frame = np.bincount(found.frame[found.track > 0], minlength=len(found.times))
-        assert per_frame.tolist() == [max_faces] * 3
+        # the mesh takes up the faces its detector saw on the first frame from the second on
+        assert 1 <= per_frame[0] <= max_faces and per_frame[1:].tolist() == [max_faces] * 3
         assert found.ids() == list(range(1, max_faces + 1))  # the same ids in every frame
 
 
