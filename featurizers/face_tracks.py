@@ -24,6 +24,7 @@ MAX_FACES = 4  # faces looked for per frame
 MAX_GAP_S = 2.0  # a track unseen this long ends; a face seen again later gets a new id
 MIN_IOU = 0.1  # below this overlap two boxes are the same face only if their centres are close
 MAX_CENTRE_SHIFT = 0.6  # centre distance (in box widths) that still links two boxes
+DUPLICATE_IOU = 0.5  # two landmark sets overlapping this much in one frame are one face
 NO_FACE = 0  # the track id of a row that stands for a frame without any face
 
 
@@ -34,7 +35,8 @@ class _Track:
     last_frame: int
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     if w <= 0 or h <= 0:
@@ -45,9 +47,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _link_cost(track: np.ndarray, box: np.ndarray) -> float:
     """0 (same box) .. 1 (overlapping a little); inf when the boxes cannot be one face."""
-    iou = _iou(track, box)
-    if iou >= MIN_IOU:
-        return 1.0 - iou
+    overlap = iou(track, box)
+    if overlap >= MIN_IOU:
+        return 1.0 - overlap
     width = max(track[2] - track[0], box[2] - box[0], 1e-9)
     shift = np.hypot(*((track[:2] + track[2:]) / 2 - (box[:2] + box[2:]) / 2)) / width
     return 1.0 + shift if shift <= MAX_CENTRE_SHIFT else np.inf

@@ -27,7 +27,15 @@ import numpy as np
 from featurizers import face_geometry as geometry
 from featurizers.active_speaker import AUTO, FaceChoice, choose
 from featurizers.base import FeatureSequence, FeaturizerSpec, MediaError
-from featurizers.face_tracks import MAX_FACES, MAX_GAP_S, NO_FACE, FaceTracks, link_tracks
+from featurizers.face_tracks import (
+    DUPLICATE_IOU,
+    MAX_FACES,
+    MAX_GAP_S,
+    NO_FACE,
+    FaceTracks,
+    iou,
+    link_tracks,
+)
 from featurizers.fer import EMOTIONS, ExpressionClassifier, crop_face
 from featurizers.media import AUDIO_RATE
 
@@ -221,8 +229,8 @@ class VisualFeaturizer:
                 # The graphs' start-up warnings come with the first face found.
                 with contextlib.nullcontext() if face_seen else _native_stderr_silenced():
                     found = self._frame_faces(mesh.graph, frame)
-                    if self._detected_now:
-                        mesh.fit(len(self._detections))
+                    if self._detected_now:  # never fewer than the mesh tracks now
+                        mesh.fit(max(len(self._detections), len(found)))
                 face_seen = face_seen or bool(found)
                 pending.extend((row, crop) for row, _, crop in found)
                 faces.append([(row, corners) for row, corners, _ in found])
@@ -241,13 +249,16 @@ class VisualFeaturizer:
         self, mesh: Any, frame: np.ndarray
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Each face of the frame: its feature row (expressions still zero), its pixel box
-        corners and its crop."""
+        corners and its crop. A second landmark set on a face already found (the mesh
+        re-detecting a tracked face) is dropped."""
         found = mesh.process(frame).multi_face_landmarks or []
         height, width = frame.shape[:2]
-        described = []
+        described: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for landmarks in found:
             points = np.array([(p.x, p.y) for p in landmarks.landmark]) * (width, height)
             box, corners = geometry.face_box(points, width, height)
+            if any(iou(corners, kept) > DUPLICATE_IOU for _, kept, _ in described):
+                continue
             gaze, aus = geometry.action_units(points)
             row = np.zeros(len(DIM_NAMES), dtype=np.float32)
             row[: -len(EMOTIONS)] = np.concatenate(
@@ -320,7 +331,7 @@ class _FittedMesh:
         self.graph = _start("face_mesh.FaceMesh", max_num_faces=1, **options)
 
     def fit(self, seen: int) -> None:
-        """Follow the number of faces the detector ``seen`` on this frame."""
+        """Follow the number of faces ``seen`` on this frame (by the detector or the mesh)."""
         wanted = min(max(seen, 1), self.max_faces)
         self.lower = self.lower + 1 if wanted < self.capacity else 0
         if wanted > self.capacity or self.lower >= self.SHRINK_AFTER:
