@@ -9,6 +9,8 @@ recognition runs.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from dataclasses import dataclass, replace
@@ -182,6 +184,19 @@ def test_face_largest_and_a_given_id(interview, model_dir, predicted, tracks):
     assert code == 0, err
     given = [s["span"] for s in json.loads(out)[0]["segments"]]
     assert all(s["face"] == right and s["face_how"].startswith(GIVEN) for s in given)
+
+
+def test_the_csv_names_each_segments_face(interview, model_dir, predicted):
+    clip, cache = interview
+    args = ["predict", str(clip), "--model", str(model_dir), "--cache", str(cache), "--csv"]
+    result = CliRunner().invoke(main, [*args, "--segments", "transcript", "--min-segment", "1"])
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    by_segment = {int(r["segment"]): r for r in rows}
+    for index, segment in enumerate(predicted):
+        row = by_segment[index]
+        assert row["face"] == segment["span"]["face"] and row["faces"] == "2"
+        assert row["face_how"] == segment["span"]["face_how"]
 
 
 def test_a_face_that_is_not_there_names_the_faces_found(interview, model_dir, predicted):

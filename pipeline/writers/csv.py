@@ -18,6 +18,9 @@ SEGMENT_COLUMNS = (
     "start",
     "end",
     "speaker",
+    "face",
+    "faces",
+    "face_how",
     "label",
     "probability",
     "predicted",
@@ -36,13 +39,19 @@ def segment_rows(timeline: Timeline) -> Iterator[dict[str, Any]]:
     """One row per segment and label, keyed by ``SEGMENT_COLUMNS`` (an unpredictable segment:
     one row with its error and no label). ``present`` is ``;``-separated; ``missing`` reads
     ``audio: silence; visual: no face``; contribution columns are empty when the model gave
-    none; ``language`` is the segment's spoken language (empty when not detected)."""
+    none; ``language`` is the segment's spoken language (empty when not detected).
+    ``face``/``faces``/``face_how``: the face track the visual features came from, the faces
+    seen and how it was chosen (empty without faces or without a video)."""
     for seg in timeline.ordered():
+        span = seg.span
         common = {
             "segment": seg.index,
             "start": f"{seg.start:.3f}",
             "end": f"{seg.end:.3f}",
             "speaker": seg.speaker or "",
+            "face": "" if span is None or span.face is None else span.face,
+            "faces": "" if span is None or span.faces is None else span.faces,
+            "face_how": "" if span is None or span.face_how is None else span.face_how,
             "present": ";".join(sorted(seg.present, key=modality_rank)),
             "missing": "; ".join(
                 f"{m}: {seg.missing[m]}" for m in sorted(seg.missing, key=modality_rank)
