@@ -52,7 +52,7 @@ from pipeline.engine import WAIT, Engine, TaskFailure, make_engine
 from pipeline.errors import PipelineError
 from pipeline.recipe import INTERVAL_LABELS, segmentation_to_dict
 from pipeline.sources import Catalog, OpenedClip, Refusal, Shard, open_clips, scan
-from pipeline.store import DONE, FAILED, ClipRecord, FeatureStore, ManifestWriter
+from pipeline.store import DONE, FAILED, ClipRecord, FeatureStore, ManifestWriter, Plan
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,16 @@ LABELS_SEGMENTATION = segmentation_to_dict(INTERVAL_LABELS)  # segments given by
 @dataclass(frozen=True)
 class PlanTask:
     """Plan one recording: its spans under ``segmentation`` (the plan cache first), or check
-    the ``given`` spans of interval labels against its length."""
+    the ``given`` spans of interval labels against its length; with ``faces`` (featurizers
+    whose visual one tracks faces), give each span its face (the recording's face tracks are
+    made here, once, not by each of its span tasks)."""
 
     clip: OpenedClip
     store_root: str
     segmentation: dict[str, Any] | None
     given: tuple[Span, ...] | None = None
     speakers: str = "none"  # given spans: diarize the recording and name each span's speaker
+    faces: FeaturizerFactory | None = None
 
     def __str__(self) -> str:
         return f"{self.clip.clip_id} (planning)"
@@ -167,14 +170,20 @@ def process_spans(task: SpanTask) -> list[dict[str, dict[str, Any]]]:
 def plan_recording(task: PlanTask) -> dict[str, Any]:
     """A recording's plan: ``{"plan": Plan, "problems": {span id: line}}``, or ``{"error"}``
     when it cannot be planned (one line)."""
+    store = FeatureStore(task.store_root)
     try:
+        media = MediaClip(task.clip.path, decode_threads=1)
         if task.given is not None:
-            media = MediaClip(task.clip.path, decode_threads=1)
             plan, problems = featurize.given_plan(task.clip, task.given, media, task.speakers)
-            return {"plan": plan, "problems": problems}
-        spec = SegmentationSpec.from_dict(task.segmentation or {})
-        return {"plan": featurize.plan(FeatureStore(task.store_root), task.clip, spec)}
-    except MediaError as exc:
+        else:
+            spec = SegmentationSpec.from_dict(task.segmentation or {})
+            plan, problems = featurize.plan(store, task.clip, spec, media), {}
+        if task.faces is not None:
+            featurizers = _featurizers(task.faces)
+            spans = featurize.assign_faces(store, task.clip, media, plan.spans, featurizers)
+            plan = Plan(plan.duration, spans)
+        return {"plan": plan, "problems": problems}
+    except (MediaError, featurize.FaceOptionError) as exc:
         return {"error": featurize.readable(str(exc), task.clip)}
     except ValueError as exc:  # a segmentation the recording cannot take
         return {"error": featurize.readable(f"{task.clip.source}: {exc}", task.clip)}
@@ -475,7 +484,10 @@ class _Run:
         self._opened(clip).pending += 1
         self.planning += 1
         root = str(self.store.root)
-        self.queue.append(PlanTask(clip, root, self.plan.segmentation, given, self.plan.speakers))
+        faces = self.factory if "visual" in self.specs else None
+        self.queue.append(
+            PlanTask(clip, root, self.plan.segmentation, given, self.plan.speakers, faces)
+        )
 
     def _opened(self, clip: OpenedClip) -> _Open:
         return self.open.setdefault(clip.clip_id, _Open(clip))

@@ -30,6 +30,7 @@ from featurizers.media import MediaClip
 from featurizers.span import Span
 from featurizers.visual import DIM_NAMES, VisualFeaturizer
 from pipeline import featurize
+from pipeline.extract import run_extract
 from pipeline.sources import open_clips, scan
 from pipeline.store import FeatureStore
 
@@ -312,3 +313,26 @@ def test_each_speaker_takes_the_face_that_speaks_with_their_voice(interview, pre
     assert [s.face for s in linked] == [links[s.speaker] for s in spans]
     relinked = [s for s in linked[1::2] if s.face_how == f"{SPEAKER} ({s.speaker})"]
     assert len(relinked) == len(TRUTH["turns"]) // 2  # the other speaker's short spans
+
+
+# --- extract ---------------------------------------------------------------------------------
+
+
+def test_extract_takes_each_segments_visual_features_from_its_speaker(interview, tracks, tmp_path):
+    clip, _ = interview
+    out = tmp_path / "features"
+    summary = run_extract(
+        [clip], out, modalities="visual", workers=1, segments="transcript", min_segment=1
+    )
+    assert summary.total == len(TRUTH["turns"]) and not summary.failed
+    sides = _side_ids(tracks)
+    records = sorted(
+        (r for r in FeatureStore(out).manifest().values() if r.segment),
+        key=lambda r: r.segment["start"],
+    )
+    for turn, record in zip(TRUTH["turns"], records, strict=True):
+        assert record.segment["start"] == turn["start"]
+        assert record.segment["face"] == str(sides[turn["face"]])
+        assert record.results["visual"]["face"]["face"] == record.segment["face"]
+    bad = run_extract([clip], out, modalities="visual", segments="transcript", face="7")
+    assert len(bad.failed) == 1 and "faces found: 1, 2" in bad.failed[0][1]
