@@ -74,6 +74,33 @@ def stack_items(items: Any, path: str | Path, what: str, fmt: FileFormat) -> np.
     return finite_float32(x, path, what)
 
 
+def split_chunks(
+    split: str,
+    items: dict[str, Any],
+    names: dict[str, str],
+    labels: np.ndarray,
+    ids: Sequence[str],
+    path: str | Path,
+    fmt: FileFormat,
+    rows: int,
+) -> Iterator[tuple[str, SplitData]]:
+    """One split's clips as ``(split, SplitData)`` chunks of ``rows`` clips (one chunk, maybe
+    empty, for an empty split); ``names[m]``: modality m's key in the file, for messages."""
+    for start in range(0, max(len(labels), 1), rows):
+        stop = min(start + rows, len(labels))
+        features = {
+            m: stack_items(items[m][start:stop], path, f"{split}.{names[m]}", fmt)
+            for m in MODALITIES
+        }
+        chunk = SplitData(
+            features=features,
+            masks=nonzero_step_masks(features),
+            labels=labels[start:stop],
+            ids=ids[start:stop],
+        )
+        yield split, chunk
+
+
 def tgt_to_multihot(
     tgt: Sequence[Sequence[int]], num_labels: int, path: str | Path, what: str, fmt: FileFormat
 ) -> np.ndarray:
@@ -145,21 +172,7 @@ def pt_chunks(
         if len(set(counts.values())) != 1:
             raise data_error(path, f"split '{split}' has unequal counts {counts}", fmt)
         ids = _split_ids(part, split, len(labels))
-        for start in range(0, max(len(labels), 1), rows):
-            stop = min(start + rows, len(labels))
-            features = {
-                m: stack_items(items[m][start:stop], path, f"{split}.{PT_KEYS[m]}", fmt)
-                for m in MODALITIES
-            }
-            yield (
-                split,
-                SplitData(
-                    features=features,
-                    masks=nonzero_step_masks(features),
-                    labels=labels[start:stop],
-                    ids=ids[start:stop],
-                ),
-            )
+        yield from split_chunks(split, items, PT_KEYS, labels, ids, path, fmt, rows)
         raw[split] = None  # the split's arrays can go now
 
 

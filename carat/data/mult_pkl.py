@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from carat.data.formats import MULT_PKL, data_error
-from carat.data.mosei_pt import CHUNK_ROWS, nonzero_step_masks, stack_items
+from carat.data.mosei_pt import CHUNK_ROWS, split_chunks
 from carat.data.types import MODALITIES, SPLITS, SplitData
 from carat.errors import DataError
 
@@ -115,21 +115,7 @@ def mult_chunks(
         ids = clip_ids(part.get("id"))
         labels = labels[_join_order(n, ids, label_ids, path, labels_path, split)]
         ids = ids if ids is not None else [f"{split}-{i}" for i in range(n)]
-        for start in range(0, max(n, 1), rows):
-            stop = min(start + rows, n)
-            features = {
-                m: stack_items(items[m][start:stop], path, f"{split}.{MULT_KEYS[m]}", MULT_PKL)
-                for m in MODALITIES
-            }
-            yield (
-                split,
-                SplitData(
-                    features=features,
-                    masks=nonzero_step_masks(features),
-                    labels=labels[start:stop],
-                    ids=ids[start:stop],
-                ),
-            )
+        yield from split_chunks(split, items, MULT_KEYS, labels, ids, path, MULT_PKL, rows)
         raw[split] = None
 
 
