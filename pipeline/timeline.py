@@ -63,6 +63,11 @@ class SegmentResult:
         """Who speaks in it (``S1``, ...), when the recording was diarized."""
         return None if self.span is None else self.span.speaker
 
+    @property
+    def face(self) -> str | None:
+        """The face track its visual features came from, when one was chosen."""
+        return None if self.span is None else self.span.face
+
     @classmethod
     def of(
         cls,
@@ -216,6 +221,11 @@ def speakers_of(timeline: Timeline) -> list[str]:
     """The speakers of a diarized recording in order of first speech (empty if none)."""
     ordered = sorted(timeline.segments, key=lambda s: (s.start, s.index))
     return list(dict.fromkeys(s.speaker for s in ordered if s.speaker is not None))
+
+
+def several_faces(timeline: Timeline) -> bool:
+    """True when more than one face was seen in some segment (then each names its face)."""
+    return any(s.span is not None and (s.span.faces or 0) > 1 for s in timeline.segments)
 
 
 def speaker_label_share(timeline: Timeline) -> dict[str, dict[str, float]]:

@@ -200,6 +200,19 @@ def test_the_csv_names_each_segments_face(interview, model_dir, predicted):
         assert row["face_how"] == segment["span"]["face_how"]
 
 
+def test_the_table_names_each_segments_face(interview, model_dir, predicted):
+    clip, cache = interview
+    args = ["predict", str(clip), "--model", str(model_dir), "--cache", str(cache)]
+    result = CliRunner().invoke(main, [*args, "--segments", "transcript", "--min-segment", "1"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("#"))
+    assert header > 0 and "face" in lines[header].split()
+    column = lines[header].split().index("face")
+    rows = [line.split() for line in lines[header + 1 : header + 1 + len(predicted)]]
+    assert [row[column] for row in rows] == [s["span"]["face"] for s in predicted]
+
+
 def test_a_face_that_is_not_there_names_the_faces_found(interview, model_dir, predicted):
     clip, cache = interview
     code, _, err = _predict(clip, model_dir, cache, "--face", "7")

@@ -11,6 +11,7 @@ from pipeline.timeline import (
     Timeline,
     clock,
     segment_line,
+    several_faces,
     short_words,
     speakers_of,
 )
@@ -72,7 +73,8 @@ def _modality_marks(seg: SegmentResult) -> str:
 
 def timeline_table(timeline: Timeline, words_chars: int = 40) -> str:
     """A cut recording: a summary line, then one row per segment (time range, its speaker when
-    the recording was diarized, modalities present as ``TVA``, present labels with
+    the recording was diarized, its face track when several faces were seen, modalities present
+    as ``TVA``, present labels with
     probabilities, the first words), then the notes."""
     segments = timeline.ordered()
     header = (
@@ -85,6 +87,9 @@ def timeline_table(timeline: Timeline, words_chars: int = 40) -> str:
     if speakers_of(timeline):
         time_title = f"{'time':<{len(spans[0]) + 2}}who"
         spans = [f"{span}  {s.speaker or '-':<3}" for span, s in zip(spans, segments, strict=True)]
+    if several_faces(timeline):
+        time_title = f"{time_title:<{len(spans[0]) + 2}}face"
+        spans = [f"{span}  {s.face or '-':<4}" for span, s in zip(spans, segments, strict=True)]
     emotions = [segment_line(s, timeline.threshold) for s in segments]
     span_width = max([len(time_title), *map(len, spans)])
     # An unpredictable segment's reason ends its row (it has no words), so it sets no width.
